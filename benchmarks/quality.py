@@ -1,0 +1,101 @@
+"""Rerank TREC DL19/DL20 BM25 candidates and report nDCG@10, with first-stage fusion.
+
+Not a test. Writes one JSON file per invocation into ``benchmarks/results/`` with the exact command, the
+model and its fingerprint, template name and hash, mode, depth, budget, time and nDCG@10 of BM25, of the
+reranker alone, and of the fusion ``(1-w)*P(true) + w*minmax(BM25)`` for a grid of ``w``. The fusion weight
+is chosen on the tuning collection (DL19 by default) and only *applied* to the others: never tuned on DL20.
+
+Example::
+
+    python benchmarks/quality.py --collections dl19 dl20 --depth 20 --mode direct \\
+        --template rank1-chat-answer --out benchmarks/results/quality_direct.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from rank1.evaluate import evaluate
+from rank1.io import read_qrels, read_rankllm
+from rank1.reranker import Reranker, RerankerConfig, rank_query
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trec_dl"
+FILES = {
+    "dl19": ("bm25_top100_dl19.json", "qrels.dl19-passage.txt"),
+    "dl20": ("bm25_top100_dl20.json", "qrels.dl20-passage.txt"),
+}
+WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def fused(result_run: dict, first: dict, w: float) -> dict[str, dict[str, float]]:
+    """Re-order the stored judgements with fusion weight ``w`` (no model call)."""
+    out: dict[str, dict[str, float]] = {}
+    for qid, docs in result_run.items():
+        judged = [d for d in docs if d.judgement is not None]
+        head = [(d.doc_id, first[qid][d.doc_id]) for d in judged]
+        tail = [d.doc_id for d in docs if d.judgement is None]
+        ranked = rank_query(head, [d.judgement for d in judged], tail, w)
+        out[qid] = {d.doc_id: d.score for d in ranked}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--collections", nargs="+", default=["dl19", "dl20"], choices=sorted(FILES))
+    ap.add_argument("--tune-on", default="dl19", help="collection the fusion weight is chosen on")
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
+    ap.add_argument("--template", default=None)
+    ap.add_argument("--budget", type=int, default=128)
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--queries", type=int, default=0, help="use only the first N judged queries (0: all)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    reranker = Reranker(RerankerConfig(model=args.model, mode=args.mode, template=args.template,
+                                       budget=args.budget, batch_size=args.batch_size))
+    report: dict = {"command": "python " + shlex.join(sys.argv), "date": dt.date.today().isoformat(),
+                    "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
+                    "depth": args.depth, "queries_limit": args.queries, **reranker.meta, "collections": {}}
+    for name in args.collections:
+        cand_file, qrels_file = FILES[name]
+        cands, qrels = read_rankllm(DATA / cand_file), read_qrels(DATA / qrels_file)
+        qids = [q for q in cands.run if q in qrels]
+        if args.queries:
+            qids = qids[: args.queries]
+        run = {q: cands.run[q] for q in qids}
+        start = time.perf_counter()
+        result = reranker.rerank_run(run, cands.corpus, cands.topics, depth=args.depth)
+        seconds = time.perf_counter() - start
+        by_weight = {str(w): evaluate(fused(result.run, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
+        report["collections"][name] = {
+            "queries": len(qids), "pairs": result.stats.pairs, "seconds": round(seconds, 1),
+            "pairs_per_second": round(result.stats.pairs / seconds, 3),
+            "generated_tokens": result.stats.generated_tokens, "fallbacks": result.stats.fallbacks,
+            "truncated": result.stats.truncated,
+            "ndcg10_bm25": evaluate(run, qrels, ["nDCG@10"])["nDCG@10"],
+            "ndcg10_rerank": by_weight["0.0"], "ndcg10_by_fusion_weight": by_weight,
+        }
+        print(name, json.dumps(report["collections"][name]), flush=True)
+    tune = report["collections"].get(args.tune_on)
+    if tune:
+        best = max(WEIGHTS, key=lambda w: (tune["ndcg10_by_fusion_weight"][str(w)], -w))
+        report["fusion_weight_chosen_on"] = args.tune_on
+        report["fusion_weight"] = best
+        for name, entry in report["collections"].items():
+            entry["ndcg10_fused"] = entry["ndcg10_by_fusion_weight"][str(best)]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

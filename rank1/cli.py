@@ -1,0 +1,238 @@
+"""The ``rank1`` command line: a thin shell over the Python API.
+
+Every command parses its options, calls the API, and prints with rich. Bad input ends the command with a
+one-line error naming the file and line, and exit code 2. Heavy libraries are imported inside the
+commands, so ``rank1 --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rank1 import __version__
+
+app = typer.Typer(
+    help="rank1: a reasoning reranker. The model thinks, then answers true/false; the score is P(true).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"  # keep in step with rank1.models.DEFAULT_MODEL (tested)
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected errors into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rank1.io import InputError
+        from rank1.models import ModelError
+
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, ModelError, ValueError, KeyError, OSError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            err.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"rank1 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """rank1: a reasoning reranker for search."""
+
+
+def _table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    measures = list(next(iter(rows.values())))
+    table = Table(title=title)
+    table.add_column("run")
+    for m in measures:
+        table.add_column(m, justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(f"{values[m]:.4f}" for m in measures))
+    return table
+
+
+@app.command()
+@_fail_cleanly
+def retrieve(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus: BEIR jsonl, TSV, TREC SGML, Cranfield or rank_llm JSON."),
+    topics: Path = typer.Option(..., "--topics", help="Topics: TSV, BEIR jsonl, TREC topics or Cranfield."),
+    out_path: Path = typer.Option(..., "--out", help="Run file to write (TREC format, atomic)."),
+    k: int = typer.Option(100, "-k", "--k", help="Documents per query."),
+    index: Optional[Path] = typer.Option(None, "--index", help="Index folder: reused when it matches the corpus, else built there."),
+    corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
+    topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
+    tag: str = typer.Option("bm25", "--tag", help="Run tag (last column)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """BM25 first stage (rank_bm25): retrieve the top k documents of every topic."""
+    from rank1.retrieve import retrieve as run_bm25
+
+    info = run_bm25(corpus, topics, out_path, k=k, index_dir=index, corpus_format=corpus_format,
+                    topics_format=topics_format, progress=progress, tag=tag)
+    out.print(f"wrote {out_path}: {info}")
+
+
+@app.command()
+@_fail_cleanly
+def rerank(
+    out_path: Path = typer.Option(..., "--out", help="Reranked run to write (TREC format, atomic)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="First-stage run (TREC format)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus with the run's documents."),
+    topics: Optional[Path] = typer.Option(None, "--topics", help="Topics with the run's queries."),
+    candidates: Optional[Path] = typer.Option(None, "--candidates", help="rank_llm JSON instead of run+corpus+topics."),
+    traces: Optional[Path] = typer.Option(None, "--traces", help="Write every judgement (score, reasoning, flags) as JSONL."),
+    depth: int = typer.Option(100, "--depth", help="Rerank the top DEPTH of each query; the rest stay below in order."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    mode: str = typer.Option("reasoning", "--mode", help="reasoning or direct."),
+    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
+    template: Optional[str] = typer.Option(None, "--template", help="rank1, rank1-chat, defended-chat (default: the model's)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
+    max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
+    fusion_weight: float = typer.Option(0.0, "--fusion-weight", help="Weight of the min-max normalised first-stage score."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit or 8bit (bitsandbytes)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
+    corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
+    topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
+    tag: str = typer.Option("rank1", "--tag", help="Run tag (last column)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Rerank a first-stage run with the reasoning model."""
+    from rank1.pipeline import rerank_files
+    from rank1.reranker import RerankerConfig
+
+    options = {"dtype": dtype, "device": device, "quantize": quantize}
+    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
+                            batch_size=batch_size, max_passage_tokens=max_passage_tokens,
+                            fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,
+                            backend_options=options)
+    result = rerank_files(out_path, config, run=run, corpus=corpus, topics=topics, candidates=candidates,
+                          traces=traces, depth=depth, tag=tag, corpus_format=corpus_format,
+                          topics_format=topics_format, progress=progress)
+    s = result.stats
+    out.print(f"wrote {out_path}: {s.pairs} pairs in {s.seconds:.1f} s ({s.pairs / max(s.seconds, 1e-9):.2f} pairs/s), "
+              f"{s.generated_tokens} reasoning tokens, {s.truncated} passages truncated, {s.fallbacks} fallbacks")
+
+
+@app.command()
+@_fail_cleanly
+def evaluate(
+    run: Path = typer.Argument(..., help="Run file (TREC format)."),
+    qrels: Path = typer.Argument(..., help="Qrels (TREC, BEIR TSV or Cranfield)."),
+    measure: list[str] = typer.Option(["nDCG@10"], "-m", "--measure", help="ir_measures name; repeat for more."),
+    qrels_format: str = typer.Option("auto", "--qrels-format", help="auto, trec, beir, cranfield."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    per_query: bool = typer.Option(False, "--per-query", help="Also give every query's values."),
+) -> None:
+    """Evaluate a run with ir_measures."""
+    from rank1.evaluate import evaluate as run_eval
+    from rank1.io import read_qrels, read_run
+
+    values, per = run_eval(read_run(run), read_qrels(qrels, fmt=qrels_format), measure, per_query=True)
+    rows: dict[str, dict[str, float]] | None = None
+    if per_query:
+        rows = {}
+        for row in per:
+            rows.setdefault(row.query_id, {})[row.measure] = row.value
+    if as_json:
+        print(json.dumps({"run": str(run), "qrels": str(qrels), "measures": values,
+                          **({"per_query": rows} if rows is not None else {})}, indent=2))
+        return
+    if rows:
+        out.print(_table(f"{run.name}: per query", rows))
+    out.print(_table(f"{run.name} vs {qrels.name}", {"all": values}))
+
+
+@app.command("paired-accuracy")
+@_fail_cleanly
+def paired_accuracy(
+    run: Path = typer.Argument(..., help="Run over the NevIR queries ({id}_q1, {id}_q2)."),
+    pairs: Path = typer.Argument(..., help="NevIR pairs JSONL (id, q1, q2, doc1, doc2)."),
+) -> None:
+    """NevIR paired accuracy: both queries of a pair rank their own document first."""
+    from rank1.evaluate import paired_accuracy as acc
+    from rank1.evaluate import read_nevir_pairs
+    from rank1.io import read_run
+
+    _, _, the_pairs = read_nevir_pairs(pairs)
+    out.print(f"paired accuracy: {acc(read_run(run), the_pairs):.4f} over {len(the_pairs)} pairs")
+
+
+@app.command("p-mrr")
+@_fail_cleanly
+def p_mrr(
+    original: Path = typer.Argument(..., help="Run with the original instructions."),
+    changed: Path = typer.Argument(..., help="Run with the changed instructions."),
+    changed_qrels: Path = typer.Argument(..., help="Qrels listing the documents whose relevance flipped."),
+) -> None:
+    """FollowIR p-MRR from an original and a changed-instruction run."""
+    from rank1.evaluate import p_mrr as score
+    from rank1.io import read_qrels, read_run
+
+    flipped = {q: list(d) for q, d in read_qrels(changed_qrels).items()}
+    out.print(f"p-MRR: {score(read_run(original), read_run(changed), flipped):+.4f}")
+
+
+@app.command()
+@_fail_cleanly
+def demo(
+    out_dir: Path = typer.Option(Path("rank1-demo"), "--out-dir", help="Where the demo writes its runs and traces."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec."),
+    mode: str = typer.Option("reasoning", "--mode", help="reasoning or direct."),
+    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """BM25 -> rerank -> evaluate on the bundled sample collection, offline."""
+    from rank1.pipeline import demo as run_demo
+    from rank1.reranker import RerankerConfig
+
+    res = run_demo(out_dir, RerankerConfig(model=model, mode=mode, budget=budget), progress=progress)
+    out.print(_table("sample collection", {"BM25": res["bm25"], f"BM25 >> rank1 ({mode})": res["rank1"]}))
+    example = max(res["result"].traces(), key=lambda t: t["score"])
+    out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
+    out.print(example["reasoning"] or "(direct mode: no reasoning)", highlight=False, markup=False)
+    out.print(f"\nruns and traces in {out_dir}/")
+
+
+@app.command()
+def models() -> None:
+    """List the embedded models and whether their packages are installed."""
+    from rank1.models import list_models
+
+    table = Table(title="embedded models")
+    for col in ("name", "installed", "converted", "size", "description"):
+        table.add_column(col)
+    for info in list_models():
+        m = info.model
+        name = f"{m.name} (default)" if info.default else m.name
+        table.add_row(name, "yes" if info.installed else f"no: {m.pip_command()}",
+                      "yes" if info.cached else "no", f"{m.size / 1e6:.0f} MB", m.description)
+    out.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

