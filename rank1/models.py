@@ -348,11 +348,18 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
             if quantize == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
         kwargs["device_map"] = {"": device}
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a cached load takes seconds; its per-tensor bar is noise
     try:
         model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {ref.name!r} from {ref.path}: {err}") from err
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     if quantize is None:
         model = model.to(device)
     model.eval()
