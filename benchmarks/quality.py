@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--queries", type=int, default=0, help="use only the first N judged queries (0: all)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--fusion-from", default=None,
+                    help="results JSON of an earlier run on the tuning collection: apply its chosen weight")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -86,9 +88,15 @@ def main(argv: list[str] | None = None) -> None:
         }
         print(name, json.dumps(report["collections"][name]), flush=True)
     tune = report["collections"].get(args.tune_on)
-    if tune:
+    best = None
+    if args.fusion_from:
+        earlier = json.loads(Path(args.fusion_from).read_text())
+        best = earlier["fusion_weight"]
+        report["fusion_weight_chosen_on"] = f"{earlier['fusion_weight_chosen_on']} (from {args.fusion_from})"
+    elif tune:
         best = max(WEIGHTS, key=lambda w: (tune["ndcg10_by_fusion_weight"][str(w)], -w))
         report["fusion_weight_chosen_on"] = args.tune_on
+    if best is not None:
         report["fusion_weight"] = best
         for name, entry in report["collections"].items():
             entry["ndcg10_fused"] = entry["ndcg10_by_fusion_weight"][str(best)]

@@ -38,6 +38,7 @@ _EXPORTS = {
     "read_rankllm": "rank1.io",
     "InputError": "rank1.io",
     "rerank_files": "rank1.pipeline",
+    "ScoreStore": "rank1.store",
 }
 
 __all__ = ["__version__", *_EXPORTS]

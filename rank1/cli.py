@@ -38,12 +38,15 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rank1.io import InputError
         from rank1.models import ModelError
+        from rank1.store import StoreError
 
         try:
             return fn(*args, **kwargs)
-        except (InputError, ModelError, ValueError, KeyError, OSError) as e:
+        except (InputError, ModelError, StoreError, ValueError, KeyError, OSError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
-            err.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False, markup=True)
+            from rich.markup import escape
+
+            err.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True, highlight=False, markup=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -119,11 +122,21 @@ def rerank(
     corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
     topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
     tag: str = typer.Option("rank1", "--tag", help="Run tag (last column)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Score cache: stored judgements are reused, new ones "
+                                         "stored as they are made (default $RANK1_SCORE_CACHE or "
+                                         "~/.cache/rank1/scores.sqlite)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the score cache."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Pairs judged and stored at a time "
+                                             "(default 4 batches); a crash loses at most one chunk."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Rerank a first-stage run with the reasoning model."""
+    """Rerank a first-stage run with the reasoning model (reusing the judgements in the score cache)."""
     from rank1.pipeline import rerank_files
     from rank1.reranker import RerankerConfig
+    from rank1.store import default_store_path
+
+    if cache is not None and no_cache:
+        raise ValueError("give --cache PATH or --no-cache, not both")
 
     options = {"dtype": dtype, "device": device, "quantize": quantize}
     config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
@@ -132,10 +145,16 @@ def rerank(
                             backend_options=options)
     result = rerank_files(out_path, config, run=run, corpus=corpus, topics=topics, candidates=candidates,
                           traces=traces, depth=depth, tag=tag, corpus_format=corpus_format,
-                          topics_format=topics_format, progress=progress)
+                          topics_format=topics_format, progress=progress,
+                          cache=None if no_cache else cache or default_store_path(), chunk_size=chunk_size)
     s = result.stats
-    out.print(f"wrote {out_path}: {s.pairs} pairs in {s.seconds:.1f} s ({s.pairs / max(s.seconds, 1e-9):.2f} pairs/s), "
-              f"{s.generated_tokens} reasoning tokens, {s.truncated} passages truncated, {s.fallbacks} fallbacks")
+    if s.empty:
+        err.print(f"warning: {s.empty} documents of the run have an empty text: not judged, ranked below the "
+                  "judged documents of their query", soft_wrap=True, highlight=False, markup=False)
+    out.print(f"wrote {out_path}: {s.pairs} pairs ({s.cached} from the cache, {s.judged} judged in {s.seconds:.1f} s, "
+              f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
+              f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped",
+              soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -6,14 +6,17 @@ writes every output atomically at the end, so an output file is either complete 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rank1.io import atomic_write, read_corpus, read_rankllm, read_run, read_topics, write_run
+from rank1.io import InputError, atomic_write, read_corpus, read_rankllm, read_run, read_topics, write_run
+from rank1.io.text import iter_lines
 from rank1.records import Document, Query
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
+from rank1.store import ScoreStore
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 """The sample collection the project ships (6 queries, 30 passages, qrels)."""
@@ -54,20 +57,66 @@ def load_inputs(
     )
 
 
-def check_inputs(inputs: RerankInputs, run_path: str | Path | None, depth: int) -> None:
+def _run_line(run_path: str | Path, qid: str, docid: str | None = None) -> int | None:
+    """The first line of a TREC run file naming ``qid`` (and ``docid``), for error messages."""
+    for lineno, line in iter_lines(run_path):
+        fields = line.split()
+        if fields[:1] == [qid] and (docid is None or fields[2:3] == [docid]):
+            return lineno
+    return None
+
+
+def check_inputs(
+    inputs: RerankInputs,
+    run_path: str | Path | None,
+    depth: int,
+    corpus_path: str | Path | None = None,
+    topics_path: str | Path | None = None,
+    candidates: bool = False,
+) -> None:
     """Every query of the run has a topic and every document to rerank has a text.
 
+    Args:
+        inputs: What was read.
+        run_path: The run file (or the candidates file), named in the error.
+        depth: How many documents of each query will be reranked.
+        corpus_path: The corpus file, named in the error.
+        topics_path: The topics file, named in the error.
+        candidates: ``run_path`` is a rank_llm file (no line numbers).
+
     Raises:
-        ValueError: Naming the run file, the query and the document that are missing.
+        rank1.io.InputError: Naming the run file and line, the query and the document that are missing.
     """
-    where = str(run_path or "candidates")
+
+    def fail(message: str, qid: str, docid: str | None = None) -> InputError:
+        line = None if candidates or run_path is None else _run_line(run_path, qid, docid)
+        return InputError(run_path or "candidates", line, message)
+
     for qid, docs in inputs.run.items():
         if qid not in inputs.topics:
-            raise ValueError(f"{where}: query {qid!r} is not in the topics")
+            raise fail(f"query {qid!r} is not in the topics{f' ({topics_path})' if topics_path else ''}", qid)
         top = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
         for docid, _ in top:
             if docid not in inputs.corpus:
-                raise ValueError(f"{where}: document {docid!r} of query {qid!r} is not in the corpus")
+                in_corpus = f"the corpus{f' ({corpus_path})' if corpus_path else ''}"
+                raise fail(f"document {docid!r} of query {qid!r} is not in {in_corpus}", qid, docid)
+
+
+def check_options(out: str | Path, traces: str | Path | None, depth: int, chunk_size: int | None, tag: str) -> None:
+    """Reject bad job options before any input is read or model loaded.
+
+    Raises:
+        ValueError: Naming the option.
+    """
+    if depth < 1:
+        raise ValueError(f"--depth must be at least 1, not {depth}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"--chunk-size must be at least 1, not {chunk_size}")
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"--tag must be one word without whitespace, not {tag!r}")
+    for option, path in (("--out", out), ("--traces", traces)):
+        if path is not None and Path(path).is_dir():
+            raise ValueError(f"{option} {path}: is a directory, not a file")
 
 
 def write_outputs(result: RerankResult, out: str | Path, traces: str | Path | None, tag: str) -> None:
@@ -92,14 +141,28 @@ def rerank_files(
     corpus_format: str = "auto",
     topics_format: str = "auto",
     progress: bool = True,
+    cache: str | Path | None = None,
+    chunk_size: int | None = None,
 ) -> RerankResult:
-    """Rerank a run file and write the new run (and traces). See :func:`load_inputs` for the inputs."""
-    if depth < 1:
-        raise ValueError("depth must be at least 1")
+    """Rerank a run file and write the new run (and traces). See :func:`load_inputs` for the inputs.
+
+    Options are checked first, then every input is read and checked, then the model is loaded, so bad
+    input fails fast. The outputs are written atomically at the end: complete, or absent.
+
+    Args:
+        cache: A score store file (:class:`rank1.store.ScoreStore`): stored judgements are reused and new
+            ones stored chunk by chunk, so that an interrupted job resumes where it stopped. ``None``: none.
+        chunk_size: Pairs judged (and stored) at a time; see :meth:`Reranker.rerank_run`.
+        (The others as for :func:`load_inputs`, :func:`write_outputs` and :meth:`Reranker.rerank_run`.)
+    """
+    check_options(out, traces, depth, chunk_size, tag)
     inputs = load_inputs(run, corpus, topics, candidates, corpus_format, topics_format)
-    check_inputs(inputs, run or candidates, depth)
-    reranker = Reranker(config)
-    result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress)
+    check_inputs(inputs, run or candidates, depth, corpus, topics, candidates=candidates is not None)
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(ScoreStore(cache)) if cache is not None else None
+        reranker = Reranker(config)
+        result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress,
+                                     store=store, chunk_size=chunk_size)
     write_outputs(result, out, traces, tag)
     return result
 

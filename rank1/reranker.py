@@ -7,19 +7,29 @@ the first-stage score) -> :class:`RerankResult` (a run plus the reasoning behind
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
-from rank1.backends import Backend, JudgeSettings, PromptBuilder, create_backend
+from rank1.backends import BACKENDS, Backend, JudgeSettings, PromptBuilder, create_backend
 from rank1.models import DEFAULT_MODEL, resolve_model
 from rank1.progress import Stopwatch, pair_progress
-from rank1.prompts import get_template
+from rank1.prompts import TEMPLATES, get_template
 from rank1.records import Document, Query
 from rank1.scoring import MODES, Judgement
+from rank1.store import ScoreStore, StoreKey, StoreSettings
 
 
-DEFAULT_EMBEDDED_TEMPLATE = "rank1-chat-answer"
-"""Template for the embedded instruct models (chosen on DL19, see benchmarks/README.md)."""
+DEFAULT_EMBEDDED_TEMPLATE = "rank1"
+"""Template for the embedded instruct models. Chosen on DL19 (BM25 top-20, direct mode, 0.5B): Rank1's raw
+prompt 0.4221 nDCG@10 vs 0.4197 for the chat template with an answer prefix, at ~1.6x the speed (shorter
+prompt). See benchmarks/README.md."""
+
+QUANTIZE = (None, "4bit", "8bit")
+"""The values of the ``quantize`` backend option."""
+
+CHUNK_BATCHES = 4
+"""By default :meth:`Reranker.rerank_run` judges (and stores) this many batches of pairs at a time."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +63,20 @@ class RerankerConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check every setting, so that a bad one fails before any input is read or model loaded."""
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.template is not None and self.template not in TEMPLATES:
+            raise ValueError(f"unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
+        for name in ("budget", "batch_size", "max_passage_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 0.0 <= self.fusion_weight <= 1.0:
-            raise ValueError("fusion_weight must lie in [0, 1]")
+            raise ValueError(f"fusion_weight must lie in [0, 1], not {self.fusion_weight}")
+        if self.backend_options.get("quantize") not in QUANTIZE:
+            raise ValueError(f"quantize must be 4bit or 8bit, not {self.backend_options['quantize']!r}")
 
 
 class RankedDoc(NamedTuple):
@@ -69,9 +89,23 @@ class RankedDoc(NamedTuple):
 
 @dataclass
 class RerankStats:
-    """What a rerank job did."""
+    """What a rerank job did.
+
+    Attributes:
+        pairs: Pairs with a judgement in the result (from the store or the model).
+        cached: Of those, the pairs whose judgement came from the score store.
+        judged: Pairs the model judged in this job (a pair occurring twice is judged once).
+        empty: Documents within the depth whose text is empty: not judged, ranked below the judged ones.
+        truncated: Judgements of a truncated passage.
+        fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
+        generated_tokens: Reasoning tokens behind the judgements.
+        seconds: Wall-clock time of the job.
+    """
 
     pairs: int = 0
+    cached: int = 0
+    judged: int = 0
+    empty: int = 0
     truncated: int = 0
     fallbacks: int = 0
     generated_tokens: int = 0
@@ -108,8 +142,10 @@ class RerankResult:
         for qid, docs in self.run.items():
             for rank, doc in enumerate(docs, 1):
                 if doc.judgement is not None:
+                    judgement = doc.judgement._asdict()
+                    judgement["p_true"] = judgement.pop("score")  # ``score`` is the (fused) run score
                     yield {"qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score,
-                           **doc.judgement._asdict(), **self.meta}
+                           **judgement, **self.meta}
 
 
 def _minmax(values: Sequence[float]) -> list[float]:
@@ -188,6 +224,18 @@ class Reranker:
                 "mode": c.mode, "budget": c.budget if c.mode == "reasoning" else 0, "backend": c.backend}
 
     @property
+    def store_settings(self) -> StoreSettings:
+        """The settings part of this reranker's score-store keys (see :mod:`rank1.store`)."""
+        m, c = self.meta, self.config
+        # The engine: the backend with its options, defaults filled in, so that equal settings give equal keys.
+        params = inspect.signature(type(self.backend).__init__).parameters.values()
+        options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        options.update(c.backend_options)
+        engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)])
+        return StoreSettings(m["model_fingerprint"], m["template"], m["template_hash"], m["mode"], m["budget"],
+                             c.max_passage_tokens, engine)
+
+    @property
     def settings(self) -> JudgeSettings:
         """What the backend is asked to do, from the config and the template."""
         c = self.config
@@ -237,11 +285,20 @@ class Reranker:
         topics: Mapping[str, Query],
         depth: int = 100,
         progress: bool = True,
+        store: ScoreStore | None = None,
+        chunk_size: int | None = None,
     ) -> RerankResult:
         """Rerank the top ``depth`` documents of every query of a first-stage run.
 
         Documents below the depth keep their first-stage order beneath the reranked ones, with scores
-        -1, -2, ... (every P(true) is at least 0, so the run stays strictly decreasing).
+        -1, -2, ... (every P(true) is at least 0, so the run stays strictly decreasing). A document within
+        the depth whose text is empty (or only whitespace) is not judged: it goes first among those below,
+        and :attr:`RerankStats.empty` counts it.
+
+        With a ``store``, stored judgements are used as they are and only the missing pairs are judged.
+        Pairs are judged ``chunk_size`` at a time, and each finished chunk is committed to the store before
+        the next one starts, so a crash loses at most one chunk. Chunks are cut from the missing pairs in
+        run order, so a resumed job judges the same chunks as an uninterrupted one and gets the same scores.
 
         Args:
             run: ``{qid: {docid: first-stage score}}``.
@@ -249,29 +306,68 @@ class Reranker:
             topics: ``{qid: Query}``; every query of the run must be in it.
             depth: How many top documents of each query to rerank.
             progress: Draw a progress bar with pairs/s, tokens/s and ETA.
+            store: Where judgements are looked up first and stored as soon as they are made.
+            chunk_size: Pairs per chunk (default :data:`CHUNK_BATCHES` batches).
 
         Raises:
             KeyError: A query missing from the topics or a document missing from the corpus.
+            ValueError: ``depth`` or ``chunk_size`` is below 1.
+            rank1.store.StoreError: The store cannot be read or written.
         """
-        timer = Stopwatch()
-        heads: dict[str, list[tuple[str, float]]] = {}
-        pairs: list[tuple[str, str]] = []
+        size = chunk_size if chunk_size is not None else CHUNK_BATCHES * self.config.batch_size
+        if depth < 1 or size < 1:
+            raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
+        timer, stats, settings = Stopwatch(), RerankStats(), self.store_settings
+        plans: dict[str, tuple[list[tuple[str, float]], list[str]]] = {}  # qid -> (judged head, tail)
+        keys: dict[str, list[StoreKey]] = {}
+        texts: dict[StoreKey, tuple[str, str]] = {}  # unique pairs in run order
         for qid, docs in run.items():
             if qid not in topics:
                 raise KeyError(f"query {qid!r} of the run is not in the topics")
             ordered = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
-            heads[qid] = ordered
-            for docid, _ in ordered[:depth]:
+            head, empty = [], []
+            for docid, first_score in ordered[:depth]:
                 if docid not in corpus:
                     raise KeyError(f"document {docid!r} (query {qid!r}) is not in the corpus")
-                pairs.append((topics[qid].full_text, corpus[docid].full_text))
-        judgements = iter(self.score(pairs, progress=progress))
-        stats = RerankStats()
+                passage = corpus[docid].full_text
+                if not passage.strip():
+                    empty.append(docid)
+                    continue
+                key = settings.key(topics[qid].full_text, passage)
+                texts.setdefault(key, (topics[qid].full_text, passage))
+                keys.setdefault(qid, []).append(key)
+                head.append((docid, first_score))
+            plans[qid] = head, empty + [d for d, _ in ordered[depth:]]
+            stats.empty += len(empty)
+        found = store.get_many(texts) if store is not None else {}
+        missing = [k for k in texts if k not in found]
+        judgements = {**found, **self._judge_chunks(missing, texts, store, size, progress)}
         out: dict[str, list[RankedDoc]] = {}
-        for qid, ordered in heads.items():
-            head, tail = ordered[:depth], [d for d, _ in ordered[depth:]]
-            judged = [next(judgements) for _ in head]
+        for qid, (head, tail) in plans.items():
+            judged = [judgements[k] for k in keys.get(qid, [])]
             stats.add(judged)
+            stats.cached += sum(k in found for k in keys.get(qid, []))
             out[qid] = rank_query(head, judged, tail, self.config.fusion_weight)
+        stats.judged = len(missing)
         stats.seconds = timer.seconds
         return RerankResult(out, stats, self.meta)
+
+    def _judge_chunks(
+        self,
+        keys: Sequence[StoreKey],
+        texts: Mapping[StoreKey, tuple[str, str]],
+        store: ScoreStore | None,
+        size: int,
+        progress: bool,
+    ) -> dict[StoreKey, Judgement]:
+        """Judge the pairs of ``keys`` ``size`` at a time, committing each chunk to ``store`` when it is done."""
+        out: dict[StoreKey, Judgement] = {}
+        with pair_progress(len(keys), f"{self.config.mode} {self.model_ref.name}", progress) as advance:
+            for start in range(0, len(keys), size):
+                chunk = keys[start : start + size]
+                prompts = [self.prompts.build(*texts[k]) for k in chunk]
+                judged = self.backend.judge(prompts, self.settings, on_batch=advance)
+                if store is not None:
+                    store.put_many(zip(chunk, judged))
+                out.update(zip(chunk, judged))
+        return out

@@ -1,10 +1,13 @@
-"""Shared fixtures: the location of the real evaluation data in the rank1 workplace."""
+"""Shared fixtures: real evaluation data, models (real, small and fake), and a private score cache."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,34 @@ def make_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
     return make
 
 
+@pytest.fixture
+def fake_model(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Make a registry entry over two tiny installed 'packages'; returns ``make(sha256=..., size=...)``."""
+    from rank1.models import REGISTRY, EmbeddedModel
+
+    site = tmp_path_factory.mktemp("site")
+    tag = uuid.uuid4().hex[:8]
+    parts = [b"GGUF" + b"a" * 1000, b"b" * 777]
+    packages = tuple(f"rank1fake_{tag}_part{i}" for i in (1, 2))
+    for i, (package, data) in enumerate(zip(packages, parts), start=1):
+        (site / package / "data").mkdir(parents=True)
+        (site / package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+        (site / package / "data" / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(site))
+    blob = b"".join(parts)
+
+    def make(sha256: str | None = None, size: int | None = None, **fields: Any) -> Any:
+        entry = EmbeddedModel(
+            name=f"fake-{tag}", packages=packages, files=("data/part01.bin", "data/part02.bin"),
+            size=len(blob) if size is None else size,
+            sha256=hashlib.sha256(blob).hexdigest() if sha256 is None else sha256, version="1.0", **fields)
+        monkeypatch.setitem(REGISTRY, entry.name, entry)
+        return entry
+
+    make.blob = blob  # type: ignore[attr-defined]
+    return make
+
+
 @pytest.fixture(scope="session")
 def smollm2_ref(tmp_path_factory: pytest.TempPathFactory):
     """The embedded ``smollm2-135m`` converted once per session into a temporary cache (~30 s).
@@ -62,3 +93,22 @@ def reranker():
     from rank1.reranker import Reranker
 
     return Reranker(mode="direct", batch_size=4)
+
+
+@pytest.fixture(autouse=True)
+def _score_cache_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads or writes the user's score cache (``~/.cache/rank1/scores.sqlite``)."""
+    monkeypatch.setenv("RANK1_SCORE_CACHE", str(tmp_path_factory.getbasetemp() / "default-scores.sqlite"))
+
+
+@pytest.fixture(scope="session")
+def small_model_options(request: pytest.FixtureRequest) -> list[str]:
+    """``rank1 rerank`` options for the fastest installed model: ``smollm2-135m`` (converted once per
+    session, see :func:`smollm2_ref`), else the default model."""
+    from rank1.models import DEFAULT_MODEL
+
+    try:
+        ref = request.getfixturevalue("smollm2_ref")
+    except pytest.skip.Exception:
+        return ["--model", DEFAULT_MODEL]
+    return ["--model", ref.name, "--cache-dir", str(Path(ref.path).parent)]

@@ -1,4 +1,4 @@
-"""The command line end to end: instant help, exit codes, one-line errors, nothing half-written."""
+"""The command line end to end: instant help, evaluation, reranking (bad input: see test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -55,49 +55,6 @@ def test_evaluate_per_query_table(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "q1" in result.stdout
 
 
-BAD_CASES = [
-    # (what, files to write {name: content}, arguments, expected text in the error)
-    ("run with 5 columns", {"run.trec": "q1 Q0 bee-1 1 2.0\n"}, ["evaluate", "{run.trec}", QRELS], "run.trec:1"),
-    ("non-numeric score", {"run.trec": "q1 Q0 bee-1 1 high x\n"}, ["evaluate", "{run.trec}", QRELS], "run.trec:1"),
-    ("duplicate docid", {"run.trec": "q1 Q0 a 1 2 x\nq1 Q0 a 2 1 x\n"}, ["evaluate", "{run.trec}", QRELS],
-     "run.trec:2"),
-    ("bad qrels", {"run.trec": "q1 Q0 a 1 2 x\n", "q.txt": "q1 0 a high\n"}, ["evaluate", "{run.trec}", "{q.txt}"],
-     "q.txt:1"),
-    ("unknown measure", {"run.trec": "q1 Q0 a 1 2 x\n"}, ["evaluate", "{run.trec}", QRELS, "-m", "nDCG@ten"],
-     "nDCG@ten"),
-    ("missing run file", {}, ["evaluate", "{nothing.trec}", QRELS], "nothing.trec"),
-    ("bad topics", {"t.tsv": "q1\tone\ttwo\n"}, ["retrieve", "--corpus", CORPUS, "--topics", "{t.tsv}", "--out",
-                                                "{out.trec}"], "t.tsv:1"),
-    ("bad corpus", {"c.jsonl": '{"_id": "a", "text": "x"}\n{oops\n'},
-     ["retrieve", "--corpus", "{c.jsonl}", "--topics", TOPICS, "--out", "{out.trec}"], "c.jsonl:2"),
-    ("rerank: docid missing from corpus", {"run.trec": "q1 Q0 nope 1 2 x\n"},
-     ["rerank", "--run", "{run.trec}", "--corpus", CORPUS, "--topics", TOPICS, "--out", "{out.trec}"], "nope"),
-    ("rerank: query missing from topics", {"run.trec": "q99 Q0 bee-1 1 2 x\n"},
-     ["rerank", "--run", "{run.trec}", "--corpus", CORPUS, "--topics", TOPICS, "--out", "{out.trec}"], "q99"),
-    ("rerank: unknown model", {"run.trec": "q1 Q0 bee-1 1 2 x\n"},
-     ["rerank", "--run", "{run.trec}", "--corpus", CORPUS, "--topics", TOPICS, "--out", "{out.trec}",
-      "--model", "no-such-model"], "no-such-model"),
-    ("rerank: bad mode", {"run.trec": "q1 Q0 bee-1 1 2 x\n"},
-     ["rerank", "--run", "{run.trec}", "--corpus", CORPUS, "--topics", TOPICS, "--out", "{out.trec}",
-      "--mode", "psychic"], "psychic"),
-    ("rerank: no inputs", {}, ["rerank", "--out", "{out.trec}"], "--run"),
-]
-
-
-@pytest.mark.parametrize("what,files,args,expected", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path: Path, what, files, args, expected) -> None:
-    for name, content in files.items():
-        (tmp_path / name).write_text(content)
-    argv = [str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in args]
-    result = runner.invoke(app, argv)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
-    assert "Traceback" not in result.output
-    assert not (tmp_path / "out.trec").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # no temp files left behind
-
-
 @pytest.mark.slow
 def test_rerank_command_on_the_sample(tmp_path: Path, reranker) -> None:
     first = tmp_path / "bm25.trec"
@@ -108,9 +65,14 @@ def test_rerank_command_on_the_sample(tmp_path: Path, reranker) -> None:
                                  "--out", str(out), "--traces", str(traces), "--mode", "direct", "--depth", "3",
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "18 pairs" in result.stdout and "0 passages truncated" in result.stdout
+    assert "18 pairs (0 from the cache, 18 judged" in result.stdout and "0 passages truncated" in result.stdout
     run = read_run(out)
     assert {q: set(d) for q, d in run.items()} == {q: set(d) for q, d in read_run(first).items()}
     records = [json.loads(line) for line in traces.read_text().splitlines()]
     assert len(records) == 18 and all(0.0 <= r["score"] <= 1.0 for r in records)
     assert {r["mode"] for r in records} == {"direct"}
+    again = tmp_path / "again.trec"
+    result = runner.invoke(app, ["rerank", "--run", str(first), "--corpus", CORPUS, "--topics", TOPICS,
+                                 "--out", str(again), "--mode", "direct", "--depth", "3", "--no-progress"])
+    assert result.exit_code == 0 and "18 pairs (18 from the cache, 0 judged" in result.stdout, result.output
+    assert again.read_bytes() == out.read_bytes()  # the default cache ($RANK1_SCORE_CACHE in the tests)

@@ -7,7 +7,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from rank1.models import (
     DEFAULT_MODEL,
     MANIFEST,
     REGISTRY,
-    EmbeddedModel,
     ModelError,
     ModelRef,
     cache_root,
@@ -44,32 +42,6 @@ def fake_convert(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(models, "_convert_gguf", convert)
     return calls
-
-
-@pytest.fixture
-def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Make a registry entry over two tiny installed 'packages'; returns ``make(sha256=..., size=...)``."""
-    site = tmp_path / "site"
-    tag = uuid.uuid4().hex[:8]
-    parts = [b"GGUF" + b"a" * 1000, b"b" * 777]
-    packages = tuple(f"rank1fake_{tag}_part{i}" for i in (1, 2))
-    for i, (package, data) in enumerate(zip(packages, parts), start=1):
-        (site / package / "data").mkdir(parents=True)
-        (site / package / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
-        (site / package / "data" / f"part{i:02d}.bin").write_bytes(data)
-    monkeypatch.syspath_prepend(str(site))
-    blob = b"".join(parts)
-
-    def make(sha256: str | None = None, size: int | None = None, **fields) -> EmbeddedModel:
-        entry = EmbeddedModel(
-            name=f"fake-{tag}", packages=packages, files=("data/part01.bin", "data/part02.bin"),
-            size=len(blob) if size is None else size,
-            sha256=hashlib.sha256(blob).hexdigest() if sha256 is None else sha256, version="1.0", **fields)
-        monkeypatch.setitem(REGISTRY, entry.name, entry)
-        return entry
-
-    make.blob = blob  # type: ignore[attr-defined]
-    return make
 
 
 def _leftovers(root: Path) -> list[str]:

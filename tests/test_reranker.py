@@ -61,7 +61,7 @@ def test_scores_do_not_depend_on_batch_company(reranker) -> None:
 
 def test_reasoning_answer_matches_a_fresh_forward_pass(reranker) -> None:
     """The in-loop answer logits (KV cache, rows leaving the batch) equal a recomputation from scratch."""
-    thinker = reranker.replace(mode="reasoning", budget=48, batch_size=4)
+    thinker = reranker.replace(mode="reasoning", budget=48, batch_size=4, template="rank1-chat-answer")
     pairs = [(SKY, SKY_YES), (SKY, SKY_NO), (TIDE, TIDE_YES), (TIDE, TIDE_NO)]
     judged = thinker.score(pairs)
     for j in judged:
@@ -124,3 +124,14 @@ def test_scoring_helpers() -> None:
     assert p_true(1000.0, 0.0) == 1.0 and p_true(0.0, 1000.0) == 0.0
     assert cut_to_last_sentence("One. Two is cut") == "One."
     assert cut_to_last_sentence("no end") == "no end"
+
+
+def test_quantized_4bit_backend_on_a_second_model(smollm2_ref) -> None:
+    """bitsandbytes nf4 loads on CPU and the whole path runs on another tokenizer (SmolLM2)."""
+    from rank1.reranker import Reranker
+
+    quantized = Reranker(model=smollm2_ref.path, mode="direct", backend_options={"quantize": "4bit"})
+    assert type(quantized.backend.model.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+    assert quantized.template.name == "rank1"  # a local folder: Rank1's raw template
+    judged = quantized.score([(SKY, SKY_YES), (SKY, SKY_NO)])
+    assert all(0.0 <= j.score <= 1.0 for j in judged)

@@ -1,0 +1,196 @@
+"""A persistent score store: every judged pair is kept, so that no judgement is ever computed twice.
+
+The store is one SQLite file (WAL journal, so readers never block the writer) holding one row per judged
+(query, passage) pair. A row is keyed by everything that decides the judgement: the model fingerprint,
+the template name and hash, the mode and budget, the passage token limit, the engine (backend and its
+options), and the sha256 of the query text (instruction included) and of the passage text. Scores are
+stored as SQLite ``REAL`` (a double), so a stored score reads back bit for bit.
+
+Example:
+    >>> with ScoreStore("scores.sqlite") as store:  # doctest: +SKIP
+    ...     found = store.get_many(keys)
+    ...     store.put_many((k, judge(k)) for k in keys if k not in found)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+from rank1.scoring import Judgement
+
+STORE_ENV = "RANK1_SCORE_CACHE"
+SCHEMA_VERSION = 1
+_KEY_COLUMNS = ("model_fingerprint", "template", "template_hash", "mode", "budget", "max_passage_tokens",
+                "engine", "query_sha256", "passage_sha256")
+_VALUE_COLUMNS = ("score", "reasoning", "generated_tokens", "truncated", "fallback")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS judgements (
+    model_fingerprint TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL,
+    mode TEXT NOT NULL, budget INTEGER NOT NULL, max_passage_tokens INTEGER NOT NULL, engine TEXT NOT NULL,
+    query_sha256 TEXT NOT NULL, passage_sha256 TEXT NOT NULL,
+    score REAL NOT NULL, reasoning TEXT NOT NULL, generated_tokens INTEGER NOT NULL,
+    truncated INTEGER NOT NULL, fallback INTEGER NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY ({", ".join(_KEY_COLUMNS)})
+) WITHOUT ROWID
+"""
+
+
+class StoreError(RuntimeError):
+    """The score store cannot be opened, read or written; the message names the file."""
+
+
+def default_store_path() -> Path:
+    """``$RANK1_SCORE_CACHE``, else ``~/.cache/rank1/scores.sqlite``."""
+    return Path(os.environ.get(STORE_ENV) or "~/.cache/rank1/scores.sqlite").expanduser()
+
+
+def text_sha256(text: str) -> str:
+    """Hex sha256 of ``text`` as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class StoreKey(NamedTuple):
+    """The primary key of a stored judgement (see the module docstring)."""
+
+    model_fingerprint: str
+    template: str
+    template_hash: str
+    mode: str
+    budget: int
+    max_passage_tokens: int
+    engine: str
+    query_sha256: str
+    passage_sha256: str
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Everything besides the pair itself that decides a judgement (build it with ``Reranker.store_settings``).
+
+    Attributes:
+        model_fingerprint: The weights and config (see :class:`rank1.models.ModelRef`).
+        template: Prompt template name.
+        template_hash: Prompt template hash.
+        mode: ``direct`` or ``reasoning``.
+        budget: Reasoning budget (0 in direct mode, where it plays no part).
+        max_passage_tokens: Passage token limit.
+        engine: Backend name and options, e.g. ``transformers device=cpu dtype=auto quantize=None``.
+    """
+
+    model_fingerprint: str
+    template: str
+    template_hash: str
+    mode: str
+    budget: int
+    max_passage_tokens: int
+    engine: str
+
+    def key(self, query: str, passage: str) -> StoreKey:
+        """The key of the pair (``query`` with its instruction, ``passage`` with its title) under these settings."""
+        return StoreKey(*astuple(self), text_sha256(query), text_sha256(passage))
+
+
+class ScoreStore:
+    """Stored judgements in one SQLite file; a context manager that closes the connection on exit.
+
+    Any number of processes may read and write the same file: each write is one transaction, and a
+    writer waits up to ``timeout`` seconds for another one to finish.
+
+    Args:
+        path: The SQLite file; it and its folder are created when missing.
+        timeout: Seconds to wait for a lock held by another process.
+
+    Raises:
+        StoreError: The file is not a score store (or of another schema version) or cannot be opened.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"{self.path}: cannot open the score cache ({err})") from None
+        try:
+            self._setup()
+        except sqlite3.Error as err:
+            self._conn.close()
+            raise StoreError(f"{self.path}: not a usable score cache ({err})") from None
+
+    def _setup(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"schema version {version}, this rank1 reads {SCHEMA_VERSION}")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: commits survive a killed process
+        if version == 0:
+            with self._transaction():
+                self._conn.execute(_SCHEMA)
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the body raises."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def __enter__(self) -> "ScoreStore":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (committed rows are already on disk)."""
+        self._conn.close()
+
+    def get_many(self, keys: Iterable[StoreKey]) -> dict[StoreKey, Judgement]:
+        """The stored judgements of those ``keys`` that are in the store."""
+        query = (f"SELECT {', '.join(_VALUE_COLUMNS)} FROM judgements WHERE "
+                 + " AND ".join(f"{c} = ?" for c in _KEY_COLUMNS))
+        found: dict[StoreKey, Judgement] = {}
+        try:
+            for key in keys:
+                row = self._conn.execute(query, key).fetchone()
+                if row is not None:
+                    score, reasoning, tokens, truncated, fallback = row
+                    found[key] = Judgement(score, reasoning, tokens, bool(truncated), bool(fallback))
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot read the score cache ({err})") from None
+        return found
+
+    def put_many(self, items: Iterable[tuple[StoreKey, Judgement]]) -> int:
+        """Store judgements in one transaction (a pair stored again replaces its row); returns how many."""
+        now = time.time()
+        rows: Sequence[tuple[object, ...]] = [
+            (*key, float(j.score), j.reasoning, int(j.generated_tokens), int(j.truncated), int(j.fallback), now)
+            for key, j in items
+        ]
+        columns = (*_KEY_COLUMNS, *_VALUE_COLUMNS, "created_at")
+        sql = (f"INSERT OR REPLACE INTO judgements ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
+        try:
+            with self._transaction():
+                self._conn.executemany(sql, rows)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot write the score cache ({err})") from None
+        return len(rows)
+
+    def count(self) -> int:
+        """How many judgements the store holds."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0])
+

@@ -1,0 +1,222 @@
+"""The score store, and the reranker's use of it, on a fake backend (fast: no model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from rank1.backends import JudgeSettings, Prompt
+from rank1.io import read_corpus, read_topics
+from rank1.pipeline import SAMPLE_DIR
+from rank1.records import Document, Query
+from rank1.reranker import Reranker
+from rank1.scoring import Judgement
+from rank1.store import STORE_ENV, ScoreStore, StoreError, StoreSettings, default_store_path
+
+SETTINGS = StoreSettings("fp", "rank1", "abc", "direct", 0, 512, "transformers device=cpu dtype=auto")
+
+
+def _h(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16**12
+
+
+class FakeTokenizer:
+    """One token per character."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(map(chr, ids))
+
+
+class FakeBackend:
+    """Scores depend on the prompt and, in the last digits, on the other prompts of the call (as padding
+    does in a real batch); ``crash_at`` makes the n-th call (from 0) raise, like a killed process."""
+
+    name = "fake"
+    fingerprint = "fake"
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        self.tokenizer = FakeTokenizer()
+        self.calls: list[list[str]] = []
+        self.crash_at = crash_at
+
+    def judge(self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch=None) -> list[Judgement]:
+        if len(self.calls) == self.crash_at:
+            raise RuntimeError("killed")
+        self.calls.append([p.text for p in prompts])
+        company = sum(_h(p.text) for p in prompts) * 1e-9
+        return [Judgement(_h(p.text) / 2 + company, truncated=p.truncated) for p in prompts]
+
+
+@pytest.fixture
+def make_reranker(tmp_path: Path):
+    """``make(backend, **config)``: a reranker over a fake local model directory and ``backend``."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+
+    def make(backend: FakeBackend, **config) -> Reranker:
+        options = {"model": str(model), "template": "rank1", "mode": "direct", "batch_size": 2, **config}
+        return Reranker(_backend=backend, **options)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def sample():
+    corpus, topics = read_corpus(SAMPLE_DIR / "corpus.jsonl"), read_topics(SAMPLE_DIR / "topics.tsv")
+    run = {q: {d: -float(i) for i, d in enumerate(sorted(d for d in corpus if d.startswith(p)))}
+           for q, p in (("q1", "bee"), ("q3", "sky"), ("q5", "tide"))}
+    return run, corpus, topics
+
+
+# -- the store ---------------------------------------------------------------------------------------
+
+
+def test_round_trip_is_exact_and_persistent(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "scores.sqlite"
+    j = Judgement(0.1 + 0.2, "because\nreasons ✓", 17, True, False)
+    with ScoreStore(path) as store:
+        assert store.get_many([SETTINGS.key("q", "p")]) == {} and store.count() == 0
+        assert store.put_many([(SETTINGS.key("q", "p"), j)]) == 1
+        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with ScoreStore(path) as store:
+        got = store.get_many([SETTINGS.key("q", "p"), SETTINGS.key("q", "other")])
+        assert got == {SETTINGS.key("q", "p"): j} and got[SETTINGS.key("q", "p")].score == 0.1 + 0.2
+        assert type(got[SETTINGS.key("q", "p")].truncated) is bool and store.count() == 1
+
+
+def test_every_setting_is_part_of_the_key(tmp_path: Path) -> None:
+    keys = {SETTINGS.key("q", "p"), SETTINGS.key("q ", "p"), SETTINGS.key("q", "p ")}
+    for field in dataclasses.fields(StoreSettings):
+        value = getattr(SETTINGS, field.name)
+        keys.add(dataclasses.replace(SETTINGS, **{field.name: value + 1 if isinstance(value, int) else value + "x"})
+                 .key("q", "p"))
+    assert len(keys) == 3 + len(dataclasses.fields(StoreSettings))
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        store.put_many((k, Judgement(i / 10)) for i, k in enumerate(sorted(keys)))
+        assert store.count() == len(keys)
+        assert {k: j.score for k, j in store.get_many(keys).items()} == {k: i / 10 for i, k in enumerate(sorted(keys))}
+
+
+def test_a_pair_stored_again_replaces_its_row(tmp_path: Path) -> None:
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        store.put_many([(SETTINGS.key("q", "p"), Judgement(0.25))])
+        store.put_many([(SETTINGS.key("q", "p"), Judgement(0.75))])
+        assert store.count() == 1 and store.get_many([SETTINGS.key("q", "p")])[SETTINGS.key("q", "p")].score == 0.75
+
+
+def test_a_failed_write_commits_nothing(tmp_path: Path) -> None:
+    def items():
+        yield SETTINGS.key("q", "a"), Judgement(0.5)
+        raise RuntimeError("judging failed half-way")
+
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(RuntimeError):
+            store.put_many(items())
+        assert store.count() == 0
+
+
+def test_two_stores_on_one_file(tmp_path: Path) -> None:
+    with ScoreStore(tmp_path / "s.sqlite") as one, ScoreStore(tmp_path / "s.sqlite") as two:
+        one.put_many([(SETTINGS.key("q", "a"), Judgement(0.5))])
+        two.put_many([(SETTINGS.key("q", "b"), Judgement(0.5))])
+        assert one.count() == two.count() == 2
+
+
+def test_bad_store_files(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="junk.sqlite: not a usable score cache"):
+        ScoreStore(junk)
+    assert junk.read_bytes() == b"not a database at all" * 100
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        ScoreStore(other)
+    with pytest.raises(StoreError, match="cannot open"):
+        ScoreStore(junk / "below-a-file.sqlite")
+
+
+def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(STORE_ENV, raising=False)
+    assert default_store_path() == Path.home() / ".cache" / "rank1" / "scores.sqlite"
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "s.sqlite"))
+    assert default_store_path() == tmp_path / "s.sqlite"
+
+
+# -- the reranker with a store -------------------------------------------------------------------------
+
+
+def test_stored_pairs_are_not_judged_again(make_reranker, sample, tmp_path: Path) -> None:
+    run, corpus, topics = sample
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        first = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, topics, depth=3, progress=False,
+                                                                   store=store)
+        assert [len(c) for c in backend.calls] == [8, 1] and store.count() == 9  # chunks of 4 batches of 2
+        assert (first.stats.pairs, first.stats.cached, first.stats.judged) == (9, 0, 9)
+        again = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, topics, depth=5, progress=False,
+                                                                   store=store)
+        assert [len(c) for c in backend.calls] == [6] and store.count() == 15
+        assert (again.stats.pairs, again.stats.cached, again.stats.judged) == (15, 9, 6)
+        scores = {(q, d.doc_id): d.score for q, docs in first.run.items() for d in docs if d.judgement}
+        assert all(d.score == scores[q, d.doc_id] for q, docs in again.run.items() for d in docs if (q, d.doc_id) in scores)
+
+
+def test_an_interrupted_job_resumes_to_the_same_result(make_reranker, sample, tmp_path: Path) -> None:
+    run, corpus, topics = sample
+    whole = make_reranker(FakeBackend()).rerank_run(run, corpus, topics, depth=5, progress=False, chunk_size=4)
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(RuntimeError, match="killed"):
+            make_reranker(FakeBackend(crash_at=2)).rerank_run(run, corpus, topics, depth=5, progress=False,
+                                                              store=store, chunk_size=4)
+        assert store.count() == 8  # two chunks committed, the third lost
+        resumed = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, topics, depth=5, progress=False,
+                                                                     store=store, chunk_size=4)
+    assert [len(c) for c in backend.calls] == [4, 3] and resumed.stats.cached == 8
+    assert resumed.run == whole.run and list(resumed.traces()) == list(whole.traces())
+
+
+def test_settings_that_change_a_judgement_miss_the_store(make_reranker, sample, tmp_path: Path) -> None:
+    run, corpus, topics = sample
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        for changed in ({}, {"template": "rank1-answer"}, {"max_passage_tokens": 64}, {"mode": "reasoning"},
+                        {"backend_options": {"dtype": "bfloat16"}}, {"batch_size": 4}):
+            result = make_reranker(FakeBackend(), **changed).rerank_run(run, corpus, topics, depth=1,
+                                                                        progress=False, store=store)
+            assert result.stats.cached == (3 if changed == {"batch_size": 4} else 0)
+        assert store.count() == 15
+
+
+def test_empty_passages_are_skipped_and_counted(make_reranker, tmp_path: Path) -> None:
+    corpus = {"a": Document("a", "some text"), "e": Document("e", " \n "), "b": Document("b", "more text"),
+              "c": Document("c", "below the depth")}
+    run = {"q": {"e": 4.0, "a": 3.0, "b": 2.0, "c": 1.0}}
+    result = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, {"q": Query("q", "query")}, depth=3,
+                                                                progress=False)
+    assert [d.doc_id for d in result.run["q"][2:]] == ["e", "c"] and result.run["q"][2][1:] == (-1.0, None)
+    assert (result.stats.pairs, result.stats.empty, sum(map(len, backend.calls))) == (2, 1, 2)
+
+
+def test_a_pair_occurring_twice_is_judged_once(make_reranker) -> None:
+    corpus = {"a": Document("a", "same"), "b": Document("b", "same")}
+    result = make_reranker(backend := FakeBackend()).rerank_run({"q": {"a": 2.0, "b": 1.0}}, corpus,
+                                                                {"q": Query("q", "x")}, progress=False)
+    assert backend.calls == [[backend.calls[0][0]]] and (result.stats.pairs, result.stats.judged) == (2, 1)
+    assert result.run["q"][0].score == result.run["q"][1].score
+
+
+def test_bad_depth_or_chunk_size(make_reranker, sample) -> None:
+    run, corpus, topics = sample
+    for bad in ({"depth": 0}, {"chunk_size": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            make_reranker(FakeBackend()).rerank_run(run, corpus, topics, progress=False, **bad)
