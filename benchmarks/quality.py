@@ -14,23 +14,14 @@ Example::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
+from _common import TREC_DL, header, load_trec_dl, write_json
 from rank1.evaluate import evaluate
-from rank1.io import read_qrels, read_rankllm
 from rank1.reranker import Reranker, RerankerConfig, rank_query
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trec_dl"
-FILES = {
-    "dl19": ("bm25_top100_dl19.json", "qrels.dl19-passage.txt"),
-    "dl20": ("bm25_top100_dl20.json", "qrels.dl20-passage.txt"),
-}
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 
 
@@ -48,7 +39,7 @@ def fused(result_run: dict, first: dict, w: float) -> dict[str, dict[str, float]
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--collections", nargs="+", default=["dl19", "dl20"], choices=sorted(FILES))
+    ap.add_argument("--collections", nargs="+", default=["dl19", "dl20"], choices=sorted(TREC_DL))
     ap.add_argument("--tune-on", default="dl19", help="collection the fusion weight is chosen on")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
@@ -64,18 +55,12 @@ def main(argv: list[str] | None = None) -> None:
 
     reranker = Reranker(RerankerConfig(model=args.model, mode=args.mode, template=args.template,
                                        budget=args.budget, batch_size=args.batch_size))
-    report: dict = {"command": "python " + shlex.join(sys.argv), "date": dt.date.today().isoformat(),
-                    "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
-                    "depth": args.depth, "queries_limit": args.queries, **reranker.meta, "collections": {}}
+    report: dict = {**header(), "depth": args.depth, "queries_limit": args.queries, **reranker.meta, "collections": {}}
     for name in args.collections:
-        cand_file, qrels_file = FILES[name]
-        cands, qrels = read_rankllm(DATA / cand_file), read_qrels(DATA / qrels_file)
-        qids = [q for q in cands.run if q in qrels]
-        if args.queries:
-            qids = qids[: args.queries]
-        run = {q: cands.run[q] for q in qids}
+        run, corpus, topics, qrels = load_trec_dl(name, args.queries)
+        qids = list(run)
         start = time.perf_counter()
-        result = reranker.rerank_run(run, cands.corpus, cands.topics, depth=args.depth)
+        result = reranker.rerank_run(run, corpus, topics, depth=args.depth)
         seconds = time.perf_counter() - start
         by_weight = {str(w): evaluate(fused(result.run, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
         report["collections"][name] = {
@@ -100,9 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         report["fusion_weight"] = best
         for name, entry in report["collections"].items():
             entry["ndcg10_fused"] = entry["ndcg10_by_fusion_weight"][str(best)]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

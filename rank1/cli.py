@@ -109,15 +109,29 @@ def rerank(
     depth: int = typer.Option(100, "--depth", help="Rerank the top DEPTH of each query; the rest stay below in order."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
     backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
-    mode: str = typer.Option("reasoning", "--mode", help="reasoning or direct."),
+    mode: str = typer.Option("reasoning", "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
+                             "for the top of each list)."),
     budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
-    template: Optional[str] = typer.Option(None, "--template", help="rank1, rank1-chat, defended-chat (default: the model's)."),
+    adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
+    adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
+                                        "|P(true) - 0.5| <= BAND."),
+    template: Optional[str] = typer.Option(None, "--template", help="rank1 (default), rank1-chat, rank1-chat-answer, think-chat-answer, defended-chat."),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
     fusion_weight: float = typer.Option(0.0, "--fusion-weight", help="Weight of the min-max normalised first-stage score."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit or 8bit (bitsandbytes)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit or 8bit (bitsandbytes; transformers backend)."),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
+                                                "(default: the model's); longer prompts are cut and counted."),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
+                                                           help="vLLM: share of GPU memory to use (default 0.9)."),
+    tensor_parallel_size: Optional[int] = typer.Option(None, "--tensor-parallel-size", help="vLLM: GPUs per model."),
+    quantization: Optional[str] = typer.Option(None, "--quantization", help="vLLM: awq, gptq, fp8 or bitsandbytes."),
+    enforce_eager: Optional[bool] = typer.Option(None, "--enforce-eager/--no-enforce-eager",
+                                                 help="vLLM: no CUDA graphs or compilation (default: on for CPU)."),
+    prefix_caching: Optional[bool] = typer.Option(None, "--prefix-caching/--no-prefix-caching",
+                                                  help="vLLM: reuse the KV cache of shared prompt heads (default on)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
     corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
     topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
@@ -128,25 +142,37 @@ def rerank(
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the score cache."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Pairs judged and stored at a time "
                                              "(default 4 batches); a crash loses at most one chunk."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data actor pool)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster (auto, host:6379, "
+                                              "ray://host:10001; default $RAY_ADDRESS, else a local one)."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="Ray actors, one model each (default 1)."),
+    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", help="GPUs per Ray actor (default 0)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Rerank a first-stage run with the reasoning model (reusing the judgements in the score cache)."""
+    from rank1.backends.options import backend_options
     from rank1.pipeline import rerank_files
     from rank1.reranker import RerankerConfig
     from rank1.store import default_store_path
 
     if cache is not None and no_cache:
         raise ValueError("give --cache PATH or --no-cache, not both")
+    from rank1.engines import make_engine
 
-    options = {"dtype": dtype, "device": device, "quantize": quantize}
+    judge_engine = make_engine(engine, address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
+    options = backend_options(backend, dtype, device, quantize, max_model_len=max_model_len,
+                              gpu_memory_utilization=gpu_memory_utilization,
+                              tensor_parallel_size=tensor_parallel_size, quantization=quantization,
+                              enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching)
     config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,
-                            backend_options=options)
+                            backend_options=options, adaptive_top=adaptive_top, adaptive_band=adaptive_band)
     result = rerank_files(out_path, config, run=run, corpus=corpus, topics=topics, candidates=candidates,
                           traces=traces, depth=depth, tag=tag, corpus_format=corpus_format,
                           topics_format=topics_format, progress=progress,
-                          cache=None if no_cache else cache or default_store_path(), chunk_size=chunk_size)
+                          cache=None if no_cache else cache or default_store_path(), chunk_size=chunk_size,
+                          engine=judge_engine)
     s = result.stats
     if s.empty:
         err.print(f"warning: {s.empty} documents of the run have an empty text: not judged, ranked below the "
@@ -252,6 +278,10 @@ def models() -> None:
                       "yes" if info.cached else "no", f"{m.size / 1e6:.0f} MB", m.description)
     out.print(table)
 
+
+from distill.cli import app as _distill_app  # noqa: E402 (a sub-app; imports nothing heavy)
+
+app.add_typer(_distill_app, name="distill")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

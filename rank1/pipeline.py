@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rank1.engines import JudgeEngine
 from rank1.io import InputError, atomic_write, read_corpus, read_rankllm, read_run, read_topics, write_run
 from rank1.io.text import iter_lines
 from rank1.records import Document, Query
@@ -143,6 +144,7 @@ def rerank_files(
     progress: bool = True,
     cache: str | Path | None = None,
     chunk_size: int | None = None,
+    engine: JudgeEngine | None = None,
 ) -> RerankResult:
     """Rerank a run file and write the new run (and traces). See :func:`load_inputs` for the inputs.
 
@@ -153,16 +155,20 @@ def rerank_files(
         cache: A score store file (:class:`rank1.store.ScoreStore`): stored judgements are reused and new
             ones stored chunk by chunk, so that an interrupted job resumes where it stopped. ``None``: none.
         chunk_size: Pairs judged (and stored) at a time; see :meth:`Reranker.rerank_run`.
+        engine: Where the pairs are judged (:func:`rank1.engines.make_engine`); ``None``: in this process.
+            With an engine, this process plans and writes but never loads the model.
         (The others as for :func:`load_inputs`, :func:`write_outputs` and :meth:`Reranker.rerank_run`.)
     """
     check_options(out, traces, depth, chunk_size, tag)
+    if engine is not None and config.mode not in ("direct", "reasoning"):
+        raise ValueError(f"--engine ray runs the direct and reasoning modes, not {config.mode}")
     inputs = load_inputs(run, corpus, topics, candidates, corpus_format, topics_format)
     check_inputs(inputs, run or candidates, depth, corpus, topics, candidates=candidates is not None)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ScoreStore(cache)) if cache is not None else None
-        reranker = Reranker(config)
+        reranker = Reranker(config, load=engine is None)
         result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress,
-                                     store=store, chunk_size=chunk_size)
+                                     store=store, chunk_size=chunk_size, engine=engine)
     write_outputs(result, out, traces, tag)
     return result
 

@@ -107,6 +107,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         PromptTemplate("rank1-chat", 1, RANK1_BODY, chat=True),
         PromptTemplate("rank1-chat-answer", 1, RANK1_BODY, chat=True, answer_prefix="\nAnswer:"),
         PromptTemplate("think-chat-answer", 1, THINK_BODY, chat=True, answer_prefix="\nAnswer:"),
+        PromptTemplate("defended", 1, DEFENDED_BODY),
         PromptTemplate("defended-chat", 1, DEFENDED_BODY, chat=True, answer_prefix="\nAnswer:"),
     )
 }

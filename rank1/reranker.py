@@ -7,17 +7,28 @@ the first-stage score) -> :class:`RerankResult` (a run plus the reasoning behind
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from rank1.backends import BACKENDS, Backend, JudgeSettings, PromptBuilder, create_backend
+from rank1.adaptive import rerank_run_adaptive, score_adaptive
+from rank1.backends import BACKENDS, Backend, JudgeSettings, PromptBuilder, backend_class, create_backend
 from rank1.models import DEFAULT_MODEL, resolve_model
 from rank1.progress import Stopwatch, pair_progress
 from rank1.prompts import TEMPLATES, get_template
 from rank1.records import Document, Query
+from rank1.results import RankedDoc, RerankResult, RerankStats, rank_query
 from rank1.scoring import MODES, Judgement
+
+RERANK_MODES: tuple[str, ...] = (*MODES, "adaptive")
+"""Reranker modes: the backend modes and ``adaptive`` (direct first, reasoning where it matters)."""
 from rank1.store import ScoreStore, StoreKey, StoreSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rank1.engines import JudgeEngine
 
 
 DEFAULT_EMBEDDED_TEMPLATE = "rank1"
@@ -39,8 +50,9 @@ class RerankerConfig:
     Attributes:
         model: Model spec: an embedded model's name, a local directory, a ``.gguf`` file or a hub id.
         backend: Backend name (``transformers`` or ``vllm``).
-        mode: ``direct`` (no reasoning, one forward pass) or ``reasoning``.
-        budget: Most reasoning tokens per pair (reasoning mode).
+        mode: ``direct`` (no reasoning, one forward pass), ``reasoning``, or ``adaptive`` (direct for every
+            pair, then reasoning for the pairs that can change the ranking; see :mod:`rank1.adaptive`).
+        budget: Most reasoning tokens per pair (reasoning and adaptive modes).
         template: Prompt template name; ``None`` picks the model's default (the chat template for the
             embedded instruct models, the raw Rank1 template otherwise).
         batch_size: Pairs per forward pass.
@@ -49,6 +61,8 @@ class RerankerConfig:
             0 ranks by P(true) alone.
         cache_dir: Where converted models are cached (default ``~/.cache/rank1/models``).
         backend_options: Passed to the backend (``dtype``, ``device``, ``quantize``...).
+        adaptive_top: Adaptive mode: reason on this many top pairs of each query (by direct P(true)).
+        adaptive_band: Adaptive mode: also reason on pairs whose direct P(true) is within this of 0.5.
     """
 
     model: str = DEFAULT_MODEL
@@ -61,11 +75,15 @@ class RerankerConfig:
     fusion_weight: float = 0.0
     cache_dir: str | None = None
     backend_options: Mapping[str, Any] = field(default_factory=dict)
+    adaptive_top: int = 10
+    adaptive_band: float = 0.0
 
     def __post_init__(self) -> None:
         """Check every setting, so that a bad one fails before any input is read or model loaded."""
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode not in RERANK_MODES:
+            raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
+        if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:
+            raise ValueError("adaptive_top must be at least 0 and adaptive_band lie in [0, 0.5]")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.template is not None and self.template not in TEMPLATES:
@@ -79,106 +97,6 @@ class RerankerConfig:
             raise ValueError(f"quantize must be 4bit or 8bit, not {self.backend_options['quantize']!r}")
 
 
-class RankedDoc(NamedTuple):
-    """A document in a reranked list; ``judgement`` is ``None`` for documents below the depth."""
-
-    doc_id: str
-    score: float
-    judgement: Judgement | None = None
-
-
-@dataclass
-class RerankStats:
-    """What a rerank job did.
-
-    Attributes:
-        pairs: Pairs with a judgement in the result (from the store or the model).
-        cached: Of those, the pairs whose judgement came from the score store.
-        judged: Pairs the model judged in this job (a pair occurring twice is judged once).
-        empty: Documents within the depth whose text is empty: not judged, ranked below the judged ones.
-        truncated: Judgements of a truncated passage.
-        fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
-        generated_tokens: Reasoning tokens behind the judgements.
-        seconds: Wall-clock time of the job.
-    """
-
-    pairs: int = 0
-    cached: int = 0
-    judged: int = 0
-    empty: int = 0
-    truncated: int = 0
-    fallbacks: int = 0
-    generated_tokens: int = 0
-    seconds: float = 0.0
-
-    def add(self, judgements: Sequence[Judgement]) -> None:
-        """Count a batch of judgements."""
-        self.pairs += len(judgements)
-        self.truncated += sum(j.truncated for j in judgements)
-        self.fallbacks += sum(j.fallback for j in judgements)
-        self.generated_tokens += sum(j.generated_tokens for j in judgements)
-
-
-@dataclass
-class RerankResult:
-    """A reranked run with the reasoning behind every score and what produced it.
-
-    Attributes:
-        run: Query id -> documents, best first.
-        stats: Pair, truncation and fallback counts and time.
-        meta: Model fingerprint, template name and hash, mode, budget, backend.
-    """
-
-    run: dict[str, list[RankedDoc]]
-    stats: RerankStats
-    meta: dict[str, Any]
-
-    def scores(self) -> dict[str, dict[str, float]]:
-        """The run as ``{qid: {docid: score}}`` (for :func:`rank1.io.write_run` and evaluation)."""
-        return {q: {d.doc_id: d.score for d in docs} for q, docs in self.run.items()}
-
-    def traces(self) -> Iterator[dict[str, Any]]:
-        """One record per judged pair: ids, rank, score, reasoning, flags and provenance."""
-        for qid, docs in self.run.items():
-            for rank, doc in enumerate(docs, 1):
-                if doc.judgement is not None:
-                    judgement = doc.judgement._asdict()
-                    judgement["p_true"] = judgement.pop("score")  # ``score`` is the (fused) run score
-                    yield {"qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score,
-                           **judgement, **self.meta}
-
-
-def _minmax(values: Sequence[float]) -> list[float]:
-    lo, hi = min(values), max(values)
-    return [0.5] * len(values) if hi == lo else [(v - lo) / (hi - lo) for v in values]
-
-
-def rank_query(
-    head: Sequence[tuple[str, float]],
-    judgements: Sequence[Judgement],
-    tail: Sequence[str] = (),
-    fusion_weight: float = 0.0,
-) -> list[RankedDoc]:
-    """Order one query's documents after judging.
-
-    Args:
-        head: The judged documents as (doc id, first-stage score).
-        judgements: One judgement per ``head`` document.
-        tail: Documents below the depth, in first-stage order.
-        fusion_weight: ``w`` in ``(1-w)*P(true) + w*minmax(first-stage score over the head)``.
-
-    Returns:
-        The head by fused score (ties: smaller doc id first), then the tail with scores -1, -2, ...
-    """
-    w = fusion_weight
-    first = _minmax([s for _, s in head]) if head else []
-    ranked = sorted(
-        (RankedDoc(d, (1 - w) * j.score + w * f, j) for (d, _), j, f in zip(head, judgements, first)),
-        key=lambda r: (-r.score, r.doc_id),
-    )
-    return ranked + [RankedDoc(d, -float(i), None) for i, d in enumerate(tail, 1)]
-
-
 class Reranker:
     """A reasoning reranker.
 
@@ -188,20 +106,33 @@ class Reranker:
 
     Args:
         config: A :class:`RerankerConfig`; keyword arguments override its fields.
+        load: Load the model now (the default), or on first use (a driver that only plans, see
+            :mod:`rank1.engines`, never loads it).
         **overrides: Any field of :class:`RerankerConfig`, e.g. ``model=``, ``mode=``, ``budget=``.
     """
 
     def __init__(self, config: RerankerConfig | None = None, *, _backend: Backend | None = None,
-                 **overrides: Any) -> None:
+                 _model_ref: Any = None, load: bool = True, **overrides: Any) -> None:
         cfg = config or RerankerConfig()
         self.config = RerankerConfig(**{**asdict(cfg), **overrides}) if overrides else cfg
-        self.model_ref = resolve_model(self.config.model, cache_dir=self.config.cache_dir)
+        self.model_ref = _model_ref or resolve_model(self.config.model, cache_dir=self.config.cache_dir)
         name = self.config.template or (DEFAULT_EMBEDDED_TEMPLATE if self.model_ref.source == "embedded" else "rank1")
         self.template = get_template(name)
-        self.backend = _backend or create_backend(
-            self.config.backend, self.model_ref, **self.config.backend_options
-        )
-        self.prompts = PromptBuilder(self.template, self.backend.tokenizer, self.config.max_passage_tokens)
+        self._backend = _backend
+        if load:
+            self.backend  # noqa: B018 (load now, so that a bad model or option fails here)
+
+    @property
+    def backend(self) -> Backend:
+        """The inference backend, loaded on first use."""
+        if self._backend is None:
+            self._backend = create_backend(self.config.backend, self.model_ref, **self.config.backend_options)
+        return self._backend
+
+    @functools.cached_property
+    def prompts(self) -> PromptBuilder:
+        """Renders and truncates (query, passage) pairs with the template and the model's tokenizer."""
+        return PromptBuilder(self.template, self.backend.tokenizer, self.config.max_passage_tokens)
 
     def replace(self, **overrides: Any) -> "Reranker":
         """A reranker with some settings changed, sharing this one's loaded model where it can.
@@ -213,7 +144,9 @@ class Reranker:
         same_model = all(
             getattr(config, k) == getattr(self.config, k) for k in ("model", "backend", "cache_dir", "backend_options")
         )
-        return Reranker(config, _backend=self.backend if same_model else None)
+        if not same_model:
+            return Reranker(config)
+        return Reranker(config, _backend=self.backend, _model_ref=self.model_ref)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -221,14 +154,16 @@ class Reranker:
         c = self.config
         return {"model": self.model_ref.name, "model_fingerprint": self.model_ref.fingerprint,
                 "template": self.template.name, "template_hash": self.template.hash,
-                "mode": c.mode, "budget": c.budget if c.mode == "reasoning" else 0, "backend": c.backend}
+                "mode": c.mode, "budget": c.budget if c.mode != "direct" else 0, "backend": c.backend,
+                **({"adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band} if c.mode == "adaptive" else {})}
 
     @property
     def store_settings(self) -> StoreSettings:
         """The settings part of this reranker's score-store keys (see :mod:`rank1.store`)."""
         m, c = self.meta, self.config
         # The engine: the backend with its options, defaults filled in, so that equal settings give equal keys.
-        params = inspect.signature(type(self.backend).__init__).parameters.values()
+        cls = type(self._backend) if self._backend is not None else backend_class(c.backend)
+        params = inspect.signature(cls.__init__).parameters.values()
         options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         options.update(c.backend_options)
         engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)])
@@ -251,6 +186,8 @@ class Reranker:
         Returns:
             One :class:`~rank1.scoring.Judgement` per pair, in order.
         """
+        if self.config.mode == "adaptive":
+            return score_adaptive(self, pairs, progress)
         prompts = [self.prompts.build(q, p) for q, p in pairs]
         with pair_progress(len(prompts), f"{self.config.mode} {self.model_ref.name}", progress) as advance:
             return self.backend.judge(prompts, self.settings, on_batch=advance)
@@ -287,6 +224,7 @@ class Reranker:
         progress: bool = True,
         store: ScoreStore | None = None,
         chunk_size: int | None = None,
+        engine: JudgeEngine | None = None,
     ) -> RerankResult:
         """Rerank the top ``depth`` documents of every query of a first-stage run.
 
@@ -308,6 +246,8 @@ class Reranker:
             progress: Draw a progress bar with pairs/s, tokens/s and ETA.
             store: Where judgements are looked up first and stored as soon as they are made.
             chunk_size: Pairs per chunk (default :data:`CHUNK_BATCHES` batches).
+            engine: Where the chunks are judged: ``None`` in this process, or e.g. a
+                :class:`rank1.engines.ray.RayEngine` (the same chunks, on a Ray cluster).
 
         Raises:
             KeyError: A query missing from the topics or a document missing from the corpus.
@@ -317,6 +257,8 @@ class Reranker:
         size = chunk_size if chunk_size is not None else CHUNK_BATCHES * self.config.batch_size
         if depth < 1 or size < 1:
             raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
+        if self.config.mode == "adaptive":
+            return rerank_run_adaptive(self, run, corpus, topics, depth, progress, store, chunk_size)
         timer, stats, settings = Stopwatch(), RerankStats(), self.store_settings
         plans: dict[str, tuple[list[tuple[str, float]], list[str]]] = {}  # qid -> (judged head, tail)
         keys: dict[str, list[StoreKey]] = {}
@@ -341,7 +283,8 @@ class Reranker:
             stats.empty += len(empty)
         found = store.get_many(texts) if store is not None else {}
         missing = [k for k in texts if k not in found]
-        judgements = {**found, **self._judge_chunks(missing, texts, store, size, progress)}
+        judge = self._judge_chunks if engine is None else functools.partial(engine.judge_chunks, self)
+        judgements = {**found, **judge(missing, texts, store, size, progress)}
         out: dict[str, list[RankedDoc]] = {}
         for qid, (head, tail) in plans.items():
             judged = [judgements[k] for k in keys.get(qid, [])]

@@ -74,3 +74,20 @@ def cut_to_last_sentence(text: str) -> str:
     """Cut unfinished reasoning back to its last sentence end (keep all of it if it has none)."""
     ends = list(_SENTENCE_END.finditer(text))
     return text[: ends[-1].end()] if ends else text.rstrip()
+
+
+def split_reasoning(text: str, close: str = "</think>") -> tuple[str, bool]:
+    """The reasoning in a generated text, and whether Rank1's fallback applies to it.
+
+    Args:
+        text: The generated text (special tokens skipped).
+        close: The closing tag of the reasoning block.
+
+    Returns:
+        ``(reasoning, fallback)``: the text before ``close`` and ``False`` when the block was closed;
+        otherwise the text cut back to its last sentence end (:func:`cut_to_last_sentence`) and ``True``.
+        The reasoning is stripped of surrounding whitespace.
+    """
+    if close in text:
+        return text[: text.index(close)].strip(), False
+    return cut_to_last_sentence(text).strip(), True

@@ -22,13 +22,21 @@ def create_backend(name: str, model: Any, **options: Any) -> Backend:
     Raises:
         ValueError: Unknown backend name; the message lists the known ones.
     """
+    return backend_class(name)(model, **options)
+
+
+def backend_class(name: str) -> type:
+    """The class of the backend called ``name``, imported but not instantiated (no model is loaded).
+
+    Raises:
+        ValueError: Unknown backend name; the message lists the known ones.
+    """
     try:
         target = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
     module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(model, **options)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["BACKENDS", "Backend", "JudgeSettings", "Prompt", "PromptBuilder", "create_backend"]
+__all__ = ["BACKENDS", "Backend", "JudgeSettings", "Prompt", "PromptBuilder", "backend_class", "create_backend"]

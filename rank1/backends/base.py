@@ -59,6 +59,12 @@ class JudgeSettings:
         """What direct mode appends: an empty, closed reasoning block and the answer prefix."""
         return f"\n{self.think_close}{self.answer_prefix}"
 
+    def reclose(self, reasoning: str) -> str:
+        """What follows the prompt when the answer is read after ``reasoning`` whose own closing tag cannot
+        be used (Rank1's fallback, or a tag merged into a longer token): the reasoning, a newline, the
+        closing tag and the answer prefix."""
+        return f"{reasoning}\n{self.think_close}{self.answer_prefix}"
+
     @classmethod
     def for_template(cls, template: PromptTemplate, **kwargs: Any) -> "JudgeSettings":
         """Settings that take the closing text and answer words from ``template``."""

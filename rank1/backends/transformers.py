@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback
 from rank1.models import ModelRef, load_model
-from rank1.scoring import Judgement, answer_token_ids, cut_to_last_sentence, p_true
+from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning
 
 
 class TransformersBackend:
@@ -200,20 +200,17 @@ class TransformersBackend:
     ) -> list[tuple[float, str, int, bool]]:
         """Reasoning texts, and Rank1's fallback for rows without an answer: the reasoning cut back to
         its last sentence end, the block closed, the answer read in one batched forward pass."""
-        close = settings.think_close
         results: list[tuple[float, str, int, bool]] = []
         rescore: list[int] = []
         for seq, tokens in enumerate(generated):
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            fallback = close not in text
-            text = (cut_to_last_sentence(text) if fallback else text[: text.index(close)]).strip()
+            text, fallback = split_reasoning(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                                             settings.think_close)
             if scores[seq] is None:
                 rescore.append(seq)
             results.append((scores[seq] or 0.0, text, len(tokens), fallback))
         if rescore:
-            tails = self.tokenizer(
-                [f"{results[s][1]}\n{close}{settings.answer_prefix}" for s in rescore], add_special_tokens=False
-            )["input_ids"]
+            tails = self.tokenizer([settings.reclose(results[s][1]) for s in rescore],
+                                   add_special_tokens=False)["input_ids"]
             rescored = self._answer_scores([ids[s] + tail for s, tail in zip(rescore, tails)], settings)
             for s, score in zip(rescore, rescored):
                 results[s] = (score, *results[s][1:])

@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import rank_bm25
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from rank1.progress import make_progress
 from rank1.records import Document, Query
 from rank1.retrieve import store
 from rank1.retrieve.tokenize import Tokenizer
@@ -92,7 +93,7 @@ def progress_iter(items: Iterable[_T], description: str, total: int | None, enab
         yield from items
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    with make_progress(*columns, transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item

@@ -1,0 +1,68 @@
+"""What the benchmark scripts share: data locations, loading a collection subset, and the report header."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rank1.io import read_qrels, read_rankllm
+from rank1.records import Document, Query
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TREC_DL = {
+    "dl19": ("bm25_top100_dl19.json", "qrels.dl19-passage.txt"),
+    "dl20": ("bm25_top100_dl20.json", "qrels.dl20-passage.txt"),
+}
+NEVIR_TEST = SHARED / "nevir" / "derived_test1000_pairs.jsonl"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Collection(NamedTuple):
+    """First-stage candidates of a collection (judged queries only) with their texts and qrels."""
+
+    run: dict[str, dict[str, float]]
+    corpus: dict[str, Document]
+    topics: dict[str, Query]
+    qrels: dict[str, dict[str, int]]
+
+
+def load_trec_dl(name: str, queries: int = 0) -> Collection:
+    """BM25 top-100 candidates of DL19 or DL20 (rank_llm JSON) restricted to judged queries.
+
+    Args:
+        name: ``dl19`` or ``dl20``.
+        queries: Keep only the first N judged queries in file order (0: all).
+    """
+    cand_file, qrels_file = TREC_DL[name]
+    cands, qrels = read_rankllm(SHARED / "trec_dl" / cand_file), read_qrels(SHARED / "trec_dl" / qrels_file)
+    qids = [q for q in cands.run if q in qrels]
+    if queries:
+        qids = qids[:queries]
+    return Collection({q: dict(cands.run[q]) for q in qids}, cands.corpus, cands.topics, qrels)
+
+
+def top(docs: dict[str, float], k: int) -> list[str]:
+    """The ids of the ``k`` best documents of one query's first-stage run (ties: smaller id first)."""
+    return [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+def header() -> dict[str, Any]:
+    """The fields every results JSON starts with: the exact command, the date and the machine."""
+    return {"command": "python " + shlex.join(sys.argv), "date": dt.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU"}
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> None:
+    """Write a results file (pretty JSON) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)

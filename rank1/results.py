@@ -1,0 +1,120 @@
+"""What a rerank job produces: the reranked documents, the reasoning behind each score, and counts.
+
+:func:`rank_query` is the one ordering rule every path shares (single process, adaptive, Ray): judged
+documents by (optionally fused) score, ties to the smaller doc id, then the documents below the depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, NamedTuple, Sequence
+
+from rank1 import display
+from rank1.scoring import Judgement
+
+
+class RankedDoc(NamedTuple):
+    """A document in a reranked list; ``judgement`` is ``None`` for documents below the depth."""
+
+    doc_id: str
+    score: float
+    judgement: Judgement | None = None
+
+
+@dataclass
+class RerankStats:
+    """What a rerank job did.
+
+    Attributes:
+        pairs: Pairs with a judgement in the result (from the store or the model).
+        cached: Of those, the pairs whose judgement came from the score store.
+        judged: Pairs the model judged in this job (a pair occurring twice is judged once).
+        empty: Documents within the depth whose text is empty: not judged, ranked below the judged ones.
+        truncated: Judgements of a truncated passage.
+        fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
+        generated_tokens: Reasoning tokens behind the judgements.
+        seconds: Wall-clock time of the job.
+    """
+
+    pairs: int = 0
+    cached: int = 0
+    judged: int = 0
+    empty: int = 0
+    truncated: int = 0
+    fallbacks: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, judgements: Sequence[Judgement]) -> None:
+        """Count a batch of judgements."""
+        self.pairs += len(judgements)
+        self.truncated += sum(j.truncated for j in judgements)
+        self.fallbacks += sum(j.fallback for j in judgements)
+        self.generated_tokens += sum(j.generated_tokens for j in judgements)
+
+
+@dataclass
+class RerankResult:
+    """A reranked run with the reasoning behind every score and what produced it.
+
+    Attributes:
+        run: Query id -> documents, best first.
+        stats: Pair, truncation and fallback counts and time.
+        meta: Model fingerprint, template name and hash, mode, budget, backend.
+    """
+
+    run: dict[str, list[RankedDoc]]
+    stats: RerankStats
+    meta: dict[str, Any]
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        """The run as ``{qid: {docid: score}}`` (for :func:`rank1.io.write_run` and evaluation)."""
+        return {q: {d.doc_id: d.score for d in docs} for q, docs in self.run.items()}
+
+    def traces(self) -> Iterator[dict[str, Any]]:
+        """One record per judged pair: ids, rank, score, reasoning, flags and provenance."""
+        for qid, docs in self.run.items():
+            for rank, doc in enumerate(docs, 1):
+                if doc.judgement is not None:
+                    judgement = doc.judgement._asdict()
+                    judgement["p_true"] = judgement.pop("score")  # ``score`` is the (fused) run score
+                    yield {"qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score,
+                           **judgement, **self.meta}
+
+    def to_pandas(self, judged_only: bool = False) -> pd.DataFrame:
+        """One row per document: qid, docid, rank, score, p_true, reasoning, flags (see :mod:`rank1.display`)."""
+        return display.result_frame(self, judged_only)
+
+    def _repr_html_(self) -> str:
+        return display.result_html(self)
+
+
+def _minmax(values: Sequence[float]) -> list[float]:
+    lo, hi = min(values), max(values)
+    return [0.5] * len(values) if hi == lo else [(v - lo) / (hi - lo) for v in values]
+
+
+def rank_query(
+    head: Sequence[tuple[str, float]],
+    judgements: Sequence[Judgement],
+    tail: Sequence[str] = (),
+    fusion_weight: float = 0.0,
+) -> list[RankedDoc]:
+    """Order one query's documents after judging.
+
+    Args:
+        head: The judged documents as (doc id, first-stage score).
+        judgements: One judgement per ``head`` document.
+        tail: Documents below the depth, in first-stage order.
+        fusion_weight: ``w`` in ``(1-w)*P(true) + w*minmax(first-stage score over the head)``.
+
+    Returns:
+        The head by fused score (ties: smaller doc id first), then the tail with scores -1, -2, ...
+    """
+    w = fusion_weight
+    first = _minmax([s for _, s in head]) if head else []
+    ranked = sorted(
+        (RankedDoc(d, (1 - w) * j.score + w * f, j) for (d, _), j, f in zip(head, judgements, first)),
+        key=lambda r: (-r.score, r.doc_id),
+    )
+    return ranked + [RankedDoc(d, -float(i), None) for i, d in enumerate(tail, 1)]

@@ -1,0 +1,75 @@
+"""Adaptive mode: direct judgements for every pair, reasoning only for the head of each list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rank1.adaptive import select_for_reasoning
+from rank1.io import read_corpus, read_run, read_topics
+from rank1.pipeline import SAMPLE_DIR
+from rank1.reranker import RerankerConfig
+
+
+@pytest.mark.parametrize(
+    ("scores", "top", "band", "expected"),
+    [
+        ([0.9, 0.1, 0.55, 0.7], 1, 0.1, [0, 2]),
+        ([0.2, 0.2, 0.2], 2, 0.0, [0, 1]),  # ties: the earlier pair first
+        ([0.3, 0.8], 0, 0.0, []),
+        ([0.3, 0.8], 5, 0.0, [0, 1]),
+        ([0.45, 0.6, 0.51], 0, 0.05, [0, 2]),
+    ],
+)
+def test_select_for_reasoning(scores: list[float], top: int, band: float, expected: list[int]) -> None:
+    assert select_for_reasoning(scores, top, band) == expected
+
+
+@pytest.mark.parametrize("overrides", [{"adaptive_top": -1}, {"adaptive_band": 0.7}, {"mode": "adaptiv"}])
+def test_bad_adaptive_settings_are_refused(overrides: dict) -> None:
+    with pytest.raises(ValueError):
+        RerankerConfig(**overrides)
+
+
+@pytest.fixture(scope="module")
+def sample_inputs(tmp_path_factory: pytest.TempPathFactory):
+    """Candidates from the sample collection: two queries with the same 4 passages each."""
+    corpus = read_corpus(SAMPLE_DIR / "corpus.jsonl")
+    topics = read_topics(SAMPLE_DIR / "topics.tsv")
+    ids = sorted(corpus)
+    lines = [f"{q} Q0 {d} {r} {10 - r} t" for q in sorted(topics)[:2] for r, d in enumerate(ids[:4], 1)]
+    path = tmp_path_factory.mktemp("adaptive") / "run.trec"
+    path.write_text("\n".join(lines) + "\n")
+    return read_run(path), corpus, topics
+
+
+@pytest.mark.slow
+def test_adaptive_reasons_on_the_head_only_and_keeps_the_rest_direct(smollm2_ref, sample_inputs) -> None:
+    """Every reasoned pair carries the reasoning-mode judgement, every other one the direct one, exactly."""
+    from rank1.reranker import Reranker
+
+    run, corpus, topics = sample_inputs
+    base = Reranker(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), batch_size=1,
+                    budget=8, mode="direct")
+    direct = base.rerank_run(run, corpus, topics, depth=4, progress=False)
+    reasoning = base.replace(mode="reasoning").rerank_run(run, corpus, topics, depth=4, progress=False)
+    adaptive = base.replace(mode="adaptive", adaptive_top=1).rerank_run(run, corpus, topics, depth=4, progress=False)
+
+    for qid, docs in adaptive.run.items():
+        direct_j = {d.doc_id: d.judgement for d in direct.run[qid]}
+        reasoning_j = {d.doc_id: d.judgement for d in reasoning.run[qid]}
+        head = {d.doc_id for d in direct.run[qid][:1]}
+        assert len(docs) == 4
+        for doc in docs:
+            expected = reasoning_j[doc.doc_id] if doc.doc_id in head else direct_j[doc.doc_id]
+            assert doc.judgement == expected
+        assert [d.score for d in docs] == sorted((d.score for d in docs), reverse=True)
+    assert adaptive.stats.generated_tokens < reasoning.stats.generated_tokens
+    assert adaptive.stats.judged == 2 * 4 + 2 * 1
+    assert adaptive.meta["mode"] == "adaptive" and adaptive.meta["adaptive_top"] == 1
+
+    pairs = [(topics[q].full_text, corpus[d].full_text) for q in sorted(run) for d in sorted(run[q])]
+    scored = base.replace(mode="adaptive", adaptive_top=1).score(pairs)
+    by_pair = {(q, d.doc_id): d.judgement for q, docs in adaptive.run.items() for d in docs}
+    assert scored == [by_pair[q, d] for q in sorted(run) for d in sorted(run[q])]
