@@ -1,7 +1,7 @@
 """Compare our BM25 first stage (rank_bm25 ``BM25Okapi``) with an independent one (``bm25s``, Lucene BM25).
 
 Both systems get exactly the same tokens (our :class:`~rank1.retrieve.Tokenizer`) and the same k1/b, are
-evaluated with :func:`rank1.evaluate.evaluate` against the collection's qrels, and the results go to
+evaluated with :func:`rank1.metrics.evaluate` against the collection's qrels, and the results go to
 ``benchmarks/results/bm25_compare.json``. The only intended difference is the BM25 formula: rank_bm25's
 BM25Okapi uses ``idf = log((N - n + 0.5) / (n + 0.5))`` with negative values raised to ``0.25 * mean idf``,
 Lucene (and bm25s ``method="lucene"``) ``log(1 + (N - n + 0.5) / (n + 0.5))``.
@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
 import bm25s  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rank1.evaluate import evaluate  # noqa: E402
+from rank1.metrics import evaluate  # noqa: E402
 from rank1.io import atomic_write, read_corpus, read_qrels, read_topics  # noqa: E402
 from rank1.records import Document, Query  # noqa: E402
 from rank1.retrieve import BM25Index, BM25Params, Tokenizer  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import NEVIR_TEST, RESULTS, header, load_trec_dl, top, write_json
-from rank1.evaluate import evaluate, paired_accuracy, read_nevir_pairs
+from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
 from rank1.store import ScoreStore, default_store_path
 

@@ -23,7 +23,7 @@ import time
 from statistics import mean
 
 from _common import RESULTS, header, load_trec_dl, top, write_json
-from rank1.evaluate import evaluate
+from rank1.metrics import evaluate
 from rank1.records import Document
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.store import ScoreStore, default_store_path

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from _common import TREC_DL, header, load_trec_dl, write_json
-from rank1.evaluate import evaluate
+from rank1.metrics import evaluate
 from rank1.reranker import Reranker, RerankerConfig, rank_query
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]

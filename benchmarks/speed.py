@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, header, load_trec_dl, top, write_json  # noqa: E402
 
 from rank1.backends.base import JudgeSettings, Prompt  # noqa: E402
-from rank1.evaluate import evaluate  # noqa: E402
+from rank1.metrics import evaluate  # noqa: E402
 from rank1.reranker import Reranker, rank_query  # noqa: E402
 from rank1.scoring import Judgement, answer_token_ids, p_true  # noqa: E402
 

@@ -194,7 +194,7 @@ def evaluate(
     per_query: bool = typer.Option(False, "--per-query", help="Also give every query's values."),
 ) -> None:
     """Evaluate a run with ir_measures."""
-    from rank1.evaluate import evaluate as run_eval
+    from rank1.metrics import evaluate as run_eval
     from rank1.io import read_qrels, read_run
 
     values, per = run_eval(read_run(run), read_qrels(qrels, fmt=qrels_format), measure, per_query=True)
@@ -219,8 +219,8 @@ def paired_accuracy(
     pairs: Path = typer.Argument(..., help="NevIR pairs JSONL (id, q1, q2, doc1, doc2)."),
 ) -> None:
     """NevIR paired accuracy: both queries of a pair rank their own document first."""
-    from rank1.evaluate import paired_accuracy as acc
-    from rank1.evaluate import read_nevir_pairs
+    from rank1.metrics import paired_accuracy as acc
+    from rank1.metrics import read_nevir_pairs
     from rank1.io import read_run
 
     _, _, the_pairs = read_nevir_pairs(pairs)
@@ -235,7 +235,7 @@ def p_mrr(
     changed_qrels: Path = typer.Argument(..., help="Qrels listing the documents whose relevance flipped."),
 ) -> None:
     """FollowIR p-MRR from an original and a changed-instruction run."""
-    from rank1.evaluate import p_mrr as score
+    from rank1.metrics import p_mrr as score
     from rank1.io import read_qrels, read_run
 
     flipped = {q: list(d) for q, d in read_qrels(changed_qrels).items()}

@@ -117,7 +117,7 @@ def compare_runs(
     qrels: Mapping[str, Mapping[str, int]] | str,
     measure: str = "nDCG@10",
 ) -> pd.DataFrame:
-    """Per-query values of one measure for several runs, side by side (with :func:`rank1.evaluate`).
+    """Per-query values of one measure for several runs, side by side (with :func:`rank1.metrics`).
 
     Args:
         runs: ``{name: {qid: {docid: score}}}``, e.g. ``{"BM25": first_stage, "rank1": result.scores()}``.
@@ -130,7 +130,7 @@ def compare_runs(
     """
     import pandas as pd
 
-    from rank1.evaluate import evaluate
+    from rank1.metrics import evaluate
 
     columns = {}
     for name, run in runs.items():

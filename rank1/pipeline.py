@@ -179,7 +179,7 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
     Returns:
         ``{"bm25": {measure: value}, "rank1": {...}, "result": RerankResult, "paths": {...}}``.
     """
-    from rank1.evaluate import evaluate
+    from rank1.metrics import evaluate
     from rank1.io import read_qrels
     from rank1.retrieve import retrieve
 

@@ -1,4 +1,4 @@
-"""rank1.evaluate on hand-computed toy inputs, then on the real TREC DL and NevIR data."""
+"""rank1.metrics on hand-computed toy inputs, then on the real TREC DL and NevIR data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rank1.evaluate import Pair, PerQuery, evaluate, p_mrr, paired_accuracy, parse_measures, read_nevir_pairs
+from rank1.metrics import Pair, PerQuery, evaluate, p_mrr, paired_accuracy, parse_measures, read_nevir_pairs
 from rank1.io import read_corpus, read_qrels, read_rankllm, read_run, read_topics, write_run
 
 QRELS = {"q1": {"d1": 2, "d2": 0, "d3": 1}, "q2": {"d4": 1}, "q3": {"d7": 1}}
@@ -141,3 +141,12 @@ def test_real_nevir_pairs(shared_data: Path) -> None:
     assert paired_accuracy(oracle, pairs) == 1.0
     constant = {qid: {doc: 0.0 for doc in docs} for qid, docs in qrels.items()}
     assert paired_accuracy(constant, pairs) == 0.0
+
+
+def test_package_exports_the_evaluate_function_not_a_module() -> None:
+    """``from rank1 import evaluate`` is the function (the metrics live in ``rank1.metrics``)."""
+    import subprocess
+    import sys
+
+    code = "from rank1 import evaluate, paired_accuracy; print(callable(evaluate) and callable(paired_accuracy))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "True\n"

@@ -74,7 +74,7 @@ def test_html_caps_rows(result: RerankResult) -> None:
 
 
 def test_compare_runs_per_query_delta() -> None:
-    from rank1.evaluate import evaluate
+    from rank1.metrics import evaluate
     from rank1.io import read_qrels
 
     qrels = read_qrels(SAMPLE_DIR / "qrels.txt")

@@ -208,7 +208,7 @@ def test_retrieve_builds_then_reuses_the_index(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- real data
 def _ndcg10(shared_data: Path, corpus: str, topics: str, topics_fmt: str, qrels: str, qrels_fmt: str) -> float:
-    from rank1.evaluate import evaluate
+    from rank1.metrics import evaluate
     from rank1.io import read_corpus, read_qrels, read_topics
 
     index = BM25Index.build(read_corpus(shared_data / corpus), progress=False)
