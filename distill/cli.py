@@ -1,0 +1,200 @@
+"""``rank1 distill``: generate teacher traces, filter them, train a student, export it.
+
+A thin typer shell over :mod:`distill`; heavy libraries are imported inside the commands. Registered in
+:mod:`rank1.cli` as the ``distill`` sub-command; bad input ends with ``error: FILE:LINE: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+app = typer.Typer(help="Distillation: teacher traces -> filter -> student training -> export.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from rank1.cli import _fail_cleanly  # imported late: rank1.cli registers this app at its end
+
+    return _fail_cleanly(fn)
+
+
+def _echo(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _inputs(candidates: Optional[Path], run: Optional[Path], corpus: Optional[Path],
+            topics: Optional[Path]) -> tuple[dict, dict, dict]:
+    from rank1.io import read_corpus, read_rankllm, read_run, read_topics
+
+    if candidates is not None:
+        c = read_rankllm(candidates)
+        return c.run, c.topics, c.corpus
+    if run is None or corpus is None or topics is None:
+        raise ValueError("give --candidates, or --run with --corpus and --topics")
+    return read_run(run), read_topics(topics), read_corpus(corpus)
+
+
+@app.command()
+def generate(
+    out_path: Path = typer.Option(..., "--out", help="Traces JSONL: appended to; pairs already in it are skipped."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="Qrels for labels and positives."),
+    candidates: Optional[Path] = typer.Option(None, "--candidates", help="rank_llm JSON: run, corpus and topics."),
+    run: Optional[Path] = typer.Option(None, "--run", help="First-stage run (hard negatives from ranks 1-10)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus with the run's documents."),
+    topics: Optional[Path] = typer.Option(None, "--topics", help="Topics with the run's queries."),
+    nevir_pairs: Optional[Path] = typer.Option(None, "--nevir-pairs", help="Also NevIR-style pairs (id,q1,q2,doc1,doc2)."),
+    positives: int = typer.Option(1, "--positives", help="Positives per query."),
+    hard_top5: int = typer.Option(1, "--hard-top5", help="Hard negatives per query from ranks 1-5."),
+    hard_6_10: int = typer.Option(1, "--hard-6-10", help="Hard negatives per query from ranks 6-10."),
+    min_rel: int = typer.Option(1, "--min-rel", help="Smallest relevant grade."),
+    judged_only: bool = typer.Option(False, "--judged-only", help="Negatives only among judged documents."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pairs (seeded shuffle)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pair sampling."),
+    model: str = typer.Option("qwen2.5-coder-0.5b", "--model", help="rank1 teacher: embedded name, folder, hub id."),
+    backend: str = typer.Option("transformers", "--backend", help="rank1 teacher backend: transformers or vllm."),
+    budget: int = typer.Option(1000, "--budget", help="rank1 teacher: most reasoning tokens (greedy decoding)."),
+    dtype: str = typer.Option("auto", "--dtype", help="rank1 teacher dtype."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Pairs per teacher batch (and per append)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint instead of a rank1 teacher."),
+    api_model: Optional[str] = typer.Option(None, "--api-model", help="Model name at the endpoint."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable with the API key."),
+    temperature: float = typer.Option(0.3, "--temperature", help="Endpoint sampling temperature (Rank1: 0.3)."),
+    max_tokens: int = typer.Option(1000, "--max-tokens", help="Endpoint: most new tokens (Rank1: 1000)."),
+    workers: int = typer.Option(4, "--workers", help="Endpoint: requests in flight."),
+    logprobs: bool = typer.Option(False, "--logprobs", help="Endpoint: ask for log-probabilities (records P(true))."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Sample training pairs and have a teacher write a reasoning trace for each (resumable)."""
+
+    @_cleanly
+    def body() -> None:
+        from distill import sampling, teacher
+        from rank1.metrics import read_nevir_pairs
+        from rank1.io import read_qrels
+
+        if base_url is not None and not api_model:
+            raise ValueError("--base-url needs --api-model")
+        pairs: list = []
+        run_, topics_, corpus_ = ({}, {}, {})
+        if qrels is not None:
+            run_, topics_, corpus_ = _inputs(candidates, run, corpus, topics)
+            cfg = sampling.SamplingConfig(positives, hard_top5, hard_6_10, min_rel, judged_only, seed)
+            pairs = sampling.sample_pairs(read_qrels(qrels), run_, cfg, available=corpus_)
+        if nevir_pairs is not None:
+            nt, nc, npairs = read_nevir_pairs(nevir_pairs)
+            topics_, corpus_ = {**topics_, **nt}, {**corpus_, **nc}
+            pairs += sampling.nevir_pairs(npairs)
+        if not pairs:
+            raise ValueError("no pairs: give --qrels (with a run) or --nevir-pairs")
+        pairs = sampling.shuffled(pairs, seed, limit) if limit is not None else pairs
+        t = (teacher.ChatTeacher(base_url, api_model, api_key_env, temperature, max_tokens, seed, workers=workers,
+                                 logprobs=logprobs) if base_url is not None else
+             teacher.RerankerTeacher(model, backend, budget, batch_size=batch_size, dtype=dtype))
+        stats = teacher.generate(pairs, topics_, {k: d.full_text for k, d in corpus_.items()}, t, out_path,
+                                 batch_size=batch_size, progress=progress)
+        typer.echo(f"{stats.pairs} pairs: {stats.skipped} already done, {stats.judged} judged, "
+                   f"{stats.tokens} tokens in {stats.seconds:.1f}s -> {out_path}")
+
+    body()
+
+
+@app.command("filter")
+def filter_cmd(
+    traces: Path = typer.Argument(..., help="Traces JSONL from `rank1 distill generate`."),
+    out_path: Path = typer.Option(..., "--out", help="Kept traces (JSONL, atomic)."),
+    alpaca: Optional[Path] = typer.Option(None, "--alpaca", help="Also write the kept traces as alpaca JSON."),
+    min_rel: int = typer.Option(1, "--min-rel", help="Smallest relevant grade."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Drop traces with more generated tokens."),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Drop traces with longer reasoning."),
+    drop_unfinished: bool = typer.Option(False, "--drop-unfinished", help="Drop traces that hit the budget."),
+    dedupe: bool = typer.Option(True, "--dedupe/--no-dedupe", help="Drop repeated pairs."),
+    student: Optional[str] = typer.Option(None, "--student", help="Self-filtering: first-round student model."),
+    student_mode: str = typer.Option("direct", "--student-mode", help="Student mode: direct or reasoning."),
+    student_margin: float = typer.Option(0.0, "--student-margin", help="Drop only when the student is this sure."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Drop traces that disagree with their label, are too long, repeat, or (optionally) a student gets wrong."""
+
+    @_cleanly
+    def body() -> None:
+        from distill.filtering import FilterConfig, filter_traces
+        from distill.records import read_traces, write_alpaca, write_traces
+
+        items = read_traces(traces)
+        model = None
+        if student is not None:
+            from rank1 import Reranker
+
+            model = Reranker(model=student, mode=student_mode)
+        kept, report = filter_traces(items, FilterConfig(min_rel, drop_unfinished, max_tokens, max_chars, dedupe,
+                                                          student_margin), model)
+        write_traces(out_path, kept)
+        if alpaca is not None:
+            write_alpaca(alpaca, kept)
+        typer.echo(json.dumps(report.as_dict()) if as_json else "\n".join(report.lines()))
+
+    body()
+
+
+@app.command()
+def train(
+    traces: Path = typer.Argument(..., help="Filtered traces JSONL (or alpaca JSON with --alpaca)."),
+    out_path: Path = typer.Option(..., "--out", help="Adapter folder to write."),
+    model: str = typer.Option("qwen2.5-coder-0.5b", "--model", help="Student base model."),
+    preset: str = typer.Option("rank1", "--preset", help="rank1 (Rank1's settings) or cpu-demo (small, quick)."),
+    alpaca_in: bool = typer.Option(False, "--alpaca", help="The input is alpaca rows (Rank1's released format)."),
+    labels_only: bool = typer.Option(False, "--labels-only", help="Train on the answer alone, no reasoning."),
+    epochs: Optional[float] = typer.Option(None, "--epochs"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    rank: Optional[int] = typer.Option(None, "--lora-rank"),
+    alpha: Optional[int] = typer.Option(None, "--lora-alpha"),
+    cutoff: Optional[int] = typer.Option(None, "--cutoff", help="Longest sequence in tokens."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    qlora: bool = typer.Option(False, "--qlora", help="4-bit base model (bitsandbytes, CUDA)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fine-tune a LoRA adapter on the traces (loss on reasoning + answer, or on the answer alone)."""
+
+    @_cleanly
+    def body() -> None:
+        from distill import records
+        from distill.train import preset as make_preset, train as run_train
+
+        items = records.read_alpaca(traces) if alpaca_in else records.read_traces(traces)
+        cfg = make_preset(preset, epochs=epochs, learning_rate=lr, max_steps=max_steps, lora_rank=rank,
+                          lora_alpha=alpha, cutoff=cutoff, grad_accum=grad_accum, batch_size=batch_size,
+                          with_reasoning=not labels_only, quantize="4bit" if qlora else None, seed=seed)
+        result = run_train(items, model, out_path, cfg, echo=_echo)
+        first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
+        typer.echo(f"{result.rows} rows, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
+                   f"{result.seconds:.0f}s -> {out_path}")
+
+    body()
+
+
+@app.command()
+def export(
+    adapter: Path = typer.Argument(..., help="Adapter folder from `rank1 distill train`."),
+    out_path: Path = typer.Option(..., "--out", help="Model folder to write (loadable by rank1 --model)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Default: from the adapter's train_log.json."),
+    dtype: str = typer.Option("auto", "--dtype", help="Saved weight dtype (auto: as loaded)."),
+    quantize_4bit: bool = typer.Option(False, "--quantize-4bit", help="Also write OUT-4bit (bitsandbytes nf4)."),
+    data: str = typer.Option("", "--data", help="Training-data description for the model card."),
+) -> None:
+    """Merge the adapter into the base model; save safetensors, tokenizer and a model card."""
+
+    @_cleanly
+    def body() -> None:
+        from distill.export import export as run_export
+
+        result = run_export(adapter, out_path, base_model, dtype, quantize_4bit, data)
+        typer.echo(f"{result['path']} ({result['bytes'] / 1e6:.0f} MB)"
+                   + (f", 4-bit copy {result['path_4bit']}" if result["path_4bit"] else ""))
+
+    body()

@@ -1,0 +1,142 @@
+"""From a trained adapter to a model folder that rank1 loads by path (either backend).
+
+:func:`export` loads the base model, applies the LoRA adapter, merges it into the weights
+(``merge_and_unload``), and saves safetensors, the tokenizer and a model card (``README.md`` with the data
+and the training settings) into a temporary folder that is renamed into place at the end, so the folder is
+complete or absent. With ``quantize_4bit`` a second folder ``<out>-4bit`` holds a bitsandbytes nf4 copy
+(needs a bitsandbytes build that quantizes on the machine's device).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from distill.train import read_train_log
+
+CARD = """---
+library_name: transformers
+base_model: {base_model}
+tags: [rank1, reranker, reasoning, distillation, lora-merged]
+---
+
+# {name}
+
+A rank1 reasoning reranker distilled from teacher traces: a query and a passage go in with the Rank1 prompt
+(`Determine if the following passage is relevant to the query. Answer only with 'true' or 'false'.`, then
+`Query:`, `Passage:`, and `<think>`); the model reasons, closes with `</think>` and answers ` true` or ` false`;
+the relevance score is P(true) from those two logits.
+
+Load it by path: `rank1 rerank --model {path_hint} ...` or `Reranker(model="{path_hint}")`
+(`--backend transformers` or `--backend vllm`).
+
+## Training
+
+* base model: `{base_model}` (fingerprint `{base_fingerprint}`)
+* method: supervised fine-tuning with a LoRA adapter (trl SFTTrainer + peft), merged into the weights;
+  loss on the completion only ({target})
+* training rows: {rows}; optimiser steps: {steps}; time: {seconds:.0f} s
+* settings: {settings}
+* loss per logged step (first, last): {loss_span}
+
+## Data
+
+{data}
+"""
+
+
+def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "") -> str:
+    """The README.md of an exported model, from the adapter's ``train_log.json`` and a data description."""
+    log = read_train_log(adapter_dir)
+    cfg = log.get("config", {})
+    losses = log.get("losses", [])
+    span = f"{losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if losses else "not logged"
+    target = "reasoning + answer" if cfg.get("with_reasoning", True) else "answer only, no reasoning"
+    return CARD.format(base_model=log.get("base_model", "?"), base_fingerprint=log.get("base_fingerprint", "?"),
+                       name=name, path_hint=path_hint, target=target, rows=log.get("rows", "?"),
+                       steps=log.get("steps", "?"), seconds=float(log.get("seconds", 0.0)),
+                       settings=json.dumps(cfg, sort_keys=True), loss_span=span,
+                       data=data or "Teacher traces filtered by `rank1 distill filter`; see the training log.")
+
+
+def _atomic_dir(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None, dtype: str = "auto",
+           quantize_4bit: bool = False, data: str = "") -> dict[str, Any]:
+    """Merge an adapter into its base model and save a loadable model folder.
+
+    Args:
+        adapter_dir: Folder written by :func:`distill.train.train`.
+        out_dir: Folder to write (replaced if it exists).
+        base_model: Base model spec (default: the one in the adapter's training log).
+        dtype: Weight dtype to save (``"auto"``: as loaded, float32 on CPU).
+        quantize_4bit: Also write ``<out_dir>-4bit``, an nf4 copy through bitsandbytes.
+        data: Description of the training data for the model card.
+
+    Returns:
+        ``{"path": ..., "path_4bit": ... or None, "bytes": ...}``.
+
+    Raises:
+        ValueError: No base model known.
+    """
+    import torch
+    from peft import PeftModel
+
+    from rank1.models import load_model, resolve_model
+
+    log = read_train_log(adapter_dir)
+    spec = base_model or log.get("base_model")
+    if not spec:
+        raise ValueError(f"{adapter_dir}: no base model given and none in train_log.json")
+    model, tokenizer = load_model(resolve_model(spec), dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    out = Path(out_dir)
+    tmp = _atomic_dir(out)
+    try:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        card = model_card(adapter_dir, out.name, str(out), data)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        if log:
+            shutil.copy(Path(adapter_dir) / "train_log.json", tmp / "train_log.json")
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result: dict[str, Any] = {"path": str(out), "path_4bit": None,
+                              "bytes": sum(p.stat().st_size for p in out.glob("*.safetensors"))}
+    if quantize_4bit:
+        result["path_4bit"] = _quantized_copy(out, torch.cuda.is_available())
+    return result
+
+
+def _quantized_copy(src: Path, cuda: bool) -> str:
+    """Save an nf4 (bitsandbytes) copy of the model in ``src`` next to it, as ``<src>-4bit``."""
+    from rank1.models import load_model, resolve_model
+
+    model, tokenizer = load_model(resolve_model(str(src)), quantize="4bit", device="cuda" if cuda else "cpu")
+    out = src.with_name(src.name + "-4bit")
+    tmp = _atomic_dir(out)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        shutil.copy(src / "README.md", tmp / "README.md")
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)

@@ -1,0 +1,177 @@
+"""Supervised fine-tuning of a student on traces: trl's ``SFTTrainer`` with a peft LoRA adapter.
+
+The training rows are prompt-completion pairs (:func:`distill.records.to_dataset`): the raw Rank1 prompt
+(ending ``<think>``) and the completion ``{reasoning}\\n</think> true|false`` (or ``\\n</think> true|false``
+for a label-only student). The loss is on the completion tokens only (trl's ``completion_only_loss``).
+Defaults are Rank1's (LoRA rank 32, alpha 64, every linear layer, lr 1e-4, 2 epochs, cosine schedule,
+5% warmup, 2500-token cutoff); the ``cpu-demo`` preset is a small, quick configuration for CPUs. QLoRA
+(the base model in 4 bit through bitsandbytes) is used with ``quantize="4bit"`` on a CUDA machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distill.records import Trace, to_dataset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (defaults: Rank1's).
+
+    Attributes:
+        lora_rank: LoRA rank ``r``.
+        lora_alpha: LoRA ``alpha``.
+        lora_dropout: LoRA dropout.
+        target_modules: Modules that get adapters (``"all-linear"``: every linear layer but the head).
+        learning_rate: Peak learning rate.
+        epochs: Passes over the data.
+        max_steps: Stop after this many optimiser steps (``-1``: run the epochs).
+        scheduler: Learning-rate schedule.
+        warmup: Warmup, as a fraction of the steps.
+        cutoff: Longest training sequence in tokens (longer ones are cut).
+        batch_size: Rows per device step.
+        grad_accum: Steps accumulated per optimiser step.
+        with_reasoning: Train on reasoning + answer; ``False`` trains on the answer alone.
+        quantize: ``"4bit"`` for QLoRA (CUDA only), else ``None``.
+        gradient_checkpointing: Trade compute for memory.
+        seed: Seed for initialisation and data order.
+        logging_steps: Log the loss every this many steps.
+    """
+
+    lora_rank: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"
+    learning_rate: float = 1e-4
+    epochs: float = 2.0
+    max_steps: int = -1
+    scheduler: str = "cosine"
+    warmup: float = 0.05
+    cutoff: int = 2500
+    batch_size: int = 1
+    grad_accum: int = 8
+    with_reasoning: bool = True
+    quantize: str | None = None
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    logging_steps: int = 1
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "rank1": {},
+    # small and quick on a laptop CPU: low rank, one epoch, short sequences, no accumulation
+    "cpu-demo": {"lora_rank": 8, "lora_alpha": 16, "epochs": 1.0, "cutoff": 768, "grad_accum": 1,
+                 "batch_size": 1, "learning_rate": 2e-4},
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from a named preset, with some fields overridden (``None`` values ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return replace(TrainConfig(**PRESETS[name]), **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: the adapter folder, the logged losses, the time."""
+
+    adapter_dir: str
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    steps: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _loss_logger(result: TrainResult, echo: Callable[[str], None] | None) -> Any:
+    from transformers import TrainerCallback
+
+    class LossLogger(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs and "loss" in logs and not math.isnan(float(logs["loss"])):
+                result.losses.append((int(state.global_step), float(logs["loss"])))
+                if echo:
+                    echo(f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}"
+                         f"  lr {float(logs.get('learning_rate', 0)):.2e}")
+
+    return LossLogger()
+
+
+def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config: TrainConfig = TrainConfig(),
+          echo: Callable[[str], None] | None = print, template: str = "rank1") -> TrainResult:
+    """Train a LoRA adapter for ``base_model`` on the traces and save it in ``out_dir``.
+
+    Args:
+        traces: Filtered traces (those without an answer are skipped).
+        base_model: Model spec of the student (embedded name, directory, hub id).
+        out_dir: Where the adapter, tokenizer and ``train_log.json`` go.
+        config: Training settings.
+        echo: Called with one line per logged step (``None``: quiet).
+        template: Raw prompt template of the training rows.
+
+    Returns:
+        The adapter folder, losses per logged step, steps, rows and time.
+    """
+    import torch
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from rank1.models import load_model, resolve_model
+    from rank1.progress import Stopwatch
+
+    timer = Stopwatch()
+    ref = resolve_model(base_model)
+    dataset = to_dataset(traces, config.with_reasoning, template)
+    if len(dataset) == 0:
+        raise ValueError("no traces with an answer to train on")
+    cuda = torch.cuda.is_available()
+    if config.quantize and not cuda:
+        raise ValueError("QLoRA (quantize='4bit') needs a CUDA GPU; train without it on CPU")
+    model, tokenizer = load_model(ref, dtype="auto", device="cuda" if cuda else "cpu", quantize=config.quantize)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    if config.quantize:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    target = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=target, task_type="CAUSAL_LM")
+    out = Path(out_dir)
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.scheduler, warmup_steps=config.warmup,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        max_length=config.cutoff, completion_only_loss=True, packing=False, logging_steps=config.logging_steps,
+        save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing, use_cpu=not cuda, bf16=False,
+        disable_tqdm=True, dataset_num_proc=None,
+    )
+    result = TrainResult(str(out), rows=len(dataset), config=asdict(config))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(["qid", "docid"]),
+                         processing_class=tokenizer, peft_config=lora, callbacks=[_loss_logger(result, echo)])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the loss logger prints one line per step instead
+    trainer.train()
+    result.steps = int(trainer.state.global_step)
+    trainer.model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    result.seconds = timer.seconds
+    meta = {"base_model": base_model, "base_fingerprint": ref.fingerprint, "template": template,
+            **{k: v for k, v in asdict(result).items() if k != "adapter_dir"}}
+    (out / "train_log.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def read_train_log(adapter_dir: str | Path) -> dict[str, Any]:
+    """The ``train_log.json`` :func:`train` left in an adapter folder (empty if absent)."""
+    path = Path(adapter_dir) / "train_log.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
