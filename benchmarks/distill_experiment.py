@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-generated", action="store_true",
                     help="Use only the pairs already in the traces file (generation stopped early); no teacher.")
+    ap.add_argument("--note", default="", help="A free-text note stored in the JSON (what was not done and why).")
     ap.add_argument("--train-steps", type=int, default=-1, help="Cap on optimiser steps (-1: one epoch).")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "rank1" / "distill-experiment"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "distill.json"))
@@ -114,7 +115,8 @@ def main() -> None:
         del teacher
         report["stages"]["generate"] = {**vars(stats), "wall_seconds_with_loading": round(time.time() - t0, 1)}
     keys = {(p.qid, p.docid) for p in pairs}
-    traces = [t for t in read_traces(traces_path) if t.key in keys]
+    written = read_traces(traces_path) if traces_path.exists() and traces_path.stat().st_size else []
+    traces = [t for t in written if t.key in keys]
     report["teacher"] = {"traces": len(traces), "tokens": sum(t.tokens for t in traces),
                          "fallbacks": sum(t.fallback for t in traces),
                          "accuracy_vs_labels": (sum(t.answer == (t.label >= 1) for t in traces) / len(traces)
