@@ -80,8 +80,8 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
         for p in rows:
             if p["mode"] == "adaptive":
                 ax.plot(p["gen_tokens_per_pair"], p[metric], "s", color="C3", label=f"adaptive top-{p['adaptive_top']}")
-            if "bm25" in p:
-                ax.axhline(p["bm25"], color="grey", ls="--", lw=1, label="BM25")
+        if "bm25" in rows[0]:
+            ax.axhline(rows[0]["bm25"], color="grey", ls="--", lw=1, label="BM25")
         ax.set(title=name, xlabel="generated tokens per pair", ylabel=metric)
         ax.legend(fontsize=7)
     fig.tight_layout()
