@@ -26,11 +26,12 @@ from rank1.reranker import Reranker, RerankerConfig, RerankResult
 from rank1.store import ScoreStore, default_store_path
 
 
-def settings(budgets: list[int], adaptive_top: int) -> list[dict[str, Any]]:
+def settings(budgets: list[int], adaptive_top: int, adaptive_band: float = 0.0) -> list[dict[str, Any]]:
     """The points of the curve: direct, each reasoning budget, adaptive at the largest budget."""
     out: list[dict[str, Any]] = [{"mode": "direct"}]
     out += [{"mode": "reasoning", "budget": b} for b in budgets]
-    out.append({"mode": "adaptive", "budget": max(budgets), "adaptive_top": adaptive_top})
+    out.append({"mode": "adaptive", "budget": max(budgets), "adaptive_top": adaptive_top,
+                "adaptive_band": adaptive_band})
     return out
 
 
@@ -79,7 +80,8 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
                         (p["gen_tokens_per_pair"], p[metric]), fontsize=8)
         for p in rows:
             if p["mode"] == "adaptive":
-                ax.plot(p["gen_tokens_per_pair"], p[metric], "s", color="C3", label=f"adaptive top-{p['adaptive_top']}")
+                ax.plot(p["gen_tokens_per_pair"], p[metric], "s", color="C3",
+                        label=f"adaptive top-{p['adaptive_top']} band {p.get('adaptive_band', 0.0)}")
         if "bm25" in rows[0]:
             ax.axhline(rows[0]["bm25"], color="grey", ls="--", lw=1, label="BM25")
         ax.set(title=name, xlabel="generated tokens per pair", ylabel=metric)
@@ -98,20 +100,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nevir-pairs", type=int, default=20)
     ap.add_argument("--budgets", type=int, nargs="+", default=[32, 128])
     ap.add_argument("--adaptive-top", type=int, default=3)
+    ap.add_argument("--adaptive-band", type=float, default=0.0)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    ap.add_argument("--max-model-len", type=int, default=2048, help="vllm backend context length")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", default=str(RESULTS / "budget.json"))
     args = ap.parse_args(argv)
 
+    options = {"max_model_len": args.max_model_len} if args.backend == "vllm" else {}
     base = Reranker(RerankerConfig(model=args.model, template=args.template, batch_size=args.batch_size,
-                                   mode="direct", adaptive_top=args.adaptive_top))
+                                   mode="direct", adaptive_top=args.adaptive_top, adaptive_band=args.adaptive_band,
+                                   backend=args.backend, backend_options=options))
     report: dict[str, Any] = {**header(), **{k: v for k, v in base.meta.items() if k not in ("mode", "budget")},
                               "queries": args.queries, "depth": args.depth, "nevir_pairs": args.nevir_pairs,
                               "points": []}
     with ScoreStore(args.store) as store:
         for name, c in collections(args.queries, args.depth, args.nevir_pairs).items():
             first_stage = c["measure"](c["run"]) if c["metric"] == "nDCG@10" else None
-            for spec in settings(args.budgets, args.adaptive_top):
+            for spec in settings(args.budgets, args.adaptive_top, args.adaptive_band):
                 reranker = base.replace(**spec)
                 start = time.perf_counter()
                 result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                 report["points"].append(row)
                 print(row, flush=True)
                 write_json(args.out, report)
+    base.close()
     plot(report["points"], Path(args.out).with_suffix(".png"))
 
 

@@ -5,10 +5,11 @@ pairs (never DL20 or the NevIR test pairs); the traces are filtered; the student
 filtered traces, reasoning + answer (``student_traces``) and (b) on the labels of the same pairs alone
 (``student_labels``); ``base``, (a) and (b) are evaluated in direct mode on a fixed DL20 subset (first
 ``--eval-queries`` judged queries by id, BM25 top ``--eval-depth``; nDCG@10) and the first ``--nevir`` NevIR
-test pairs (paired accuracy). Every stage is resumable (its outputs are kept in ``--work``), so the script can
+test pairs (paired accuracy); ``base`` and (a) also in reasoning mode (``--eval-budget``, vLLM backend). Every stage is resumable (its outputs are kept in ``--work``), so the script can
 be run again after an interruption. Writes ``benchmarks/results/distill.json``.
 
-    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/distill_experiment.py --pairs 48 --budget 128
+    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=2 python benchmarks/distill_experiment.py --pairs 48 \
+        --budget 256 --teacher-backend vllm --teacher-template think-chat-answer
 """
 
 from __future__ import annotations
@@ -40,15 +41,20 @@ def training_pairs(n: int, seed: int) -> tuple[list[Any], dict[str, Any], dict[s
     return shuffled(pairs, seed), topics, passages
 
 
-def evaluate_model(model: str, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
-    """Direct-mode nDCG@10 on the DL20 subset and paired accuracy on the NevIR subset (cached in ``cache``)."""
+def evaluate_model(model: str, args: argparse.Namespace, cache: Path, budget: int = 0) -> dict[str, Any]:
+    """nDCG@10 on the DL20 subset and paired accuracy on the NevIR subset (cached in ``cache``): direct mode
+    on the transformers backend, or with a ``budget`` reasoning mode on the vLLM backend."""
     if cache.exists():
         return json.loads(cache.read_text())
     from rank1 import Reranker, read_qrels, read_rankllm
     from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 
     t0 = time.time()
-    reranker = Reranker(model=model, mode="direct", batch_size=8)
+    if budget:
+        reranker = Reranker(model=model, mode="reasoning", budget=budget, backend="vllm", batch_size=64,
+                            backend_options={"max_model_len": 2048})
+    else:
+        reranker = Reranker(model=model, mode="direct", batch_size=8)
     dl = read_rankllm(DATA / "trec_dl" / "bm25_top100_dl20.json")
     qrels_path = DATA / "trec_dl" / "qrels.dl20-passage.txt"
     qids = sorted(q for q in read_qrels(qrels_path) if q in dl.run)[: args.eval_queries]
@@ -56,13 +62,14 @@ def evaluate_model(model: str, args: argparse.Namespace, cache: Path) -> dict[st
     result = reranker.rerank_run(run, dl.corpus, dl.topics, depth=args.eval_depth, progress=False)
     topics, corpus, pairs = read_nevir_pairs(DATA / "nevir" / "derived_test1000_pairs.jsonl")
     pairs = pairs[: args.nevir]
-    nv_run = {}
-    for qa, da, qb, db in pairs:
-        for q in (qa, qb):
-            nv_run[q] = {d.doc_id: d.score for d in reranker.rerank(topics[q], {da: corpus[da], db: corpus[db]})}
+    nv_first = {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)}
+    nv_run = reranker.rerank_run(nv_first, corpus, topics, depth=2, progress=False).scores()
     out = {"dl20_ndcg10": evaluate(result.scores(), str(qrels_path), ["nDCG@10"])["nDCG@10"],
            "bm25_dl20_ndcg10": evaluate(run, str(qrels_path), ["nDCG@10"])["nDCG@10"],
-           "nevir_paired_accuracy": paired_accuracy(nv_run, pairs), "eval_seconds": round(time.time() - t0, 1)}
+           "nevir_paired_accuracy": paired_accuracy(nv_run, pairs), "eval_seconds": round(time.time() - t0, 1),
+           "mode": "reasoning" if budget else "direct", "budget": budget,
+           "dl20_gen_tokens_per_pair": round(result.stats.generated_tokens / max(result.stats.pairs, 1), 1)}
+    reranker.close()
     cache.write_text(json.dumps(out, indent=1))
     return out
 
@@ -74,9 +81,15 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=48)
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--teacher-dtype", default="auto")
+    ap.add_argument("--teacher-backend", default="transformers", choices=["transformers", "vllm"])
+    ap.add_argument("--teacher-template", default=None,
+                    help="Teacher prompt template (default: rank1; think-chat-answer asks an instruct model to reason).")
+    ap.add_argument("--teacher-max-model-len", type=int, default=2048, help="vllm teacher context length.")
     ap.add_argument("--eval-queries", type=int, default=10)
     ap.add_argument("--eval-depth", type=int, default=10)
     ap.add_argument("--nevir", type=int, default=25)
+    ap.add_argument("--eval-budget", type=int, default=128,
+                    help="Also evaluate base and student_traces in reasoning mode with this budget (0: no).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-generated", action="store_true",
                     help="Use only the pairs already in the traces file (generation stopped early); no teacher.")
@@ -103,15 +116,21 @@ def main() -> None:
     pairs, topics, passages = training_pairs(args.pairs, args.seed)
     report["training_pairs"] = {"total": len(pairs), "by_source": {s: sum(p.source == s for p in pairs)
                                                                  for s in sorted({p.source for p in pairs})}}
-    traces_path = work / f"traces-{args.teacher}-b{args.budget}.jsonl"
+    traces_path = work / f"traces-{args.teacher}-{args.teacher_template or 'rank1'}-b{args.budget}.jsonl"
     t0 = time.time()
     if args.only_generated:
         done = done_keys(traces_path)
         pairs = [p for p in pairs if (p.qid, p.docid) in done]
         report["training_pairs"]["generated_before_stop"] = len(pairs)
     if {(p.qid, p.docid) for p in pairs} - done_keys(traces_path):  # load the teacher only when needed
-        teacher = RerankerTeacher(args.teacher, budget=args.budget, batch_size=8, dtype=args.teacher_dtype)
-        stats = generate(pairs, topics, passages, teacher, traces_path, batch_size=8, progress=True)
+        options: dict[str, Any] = {"dtype": args.teacher_dtype}
+        if args.teacher_backend == "vllm":
+            options["max_model_len"] = args.teacher_max_model_len
+        batch = 32 if args.teacher_backend == "vllm" else 8
+        teacher = RerankerTeacher(args.teacher, backend=args.teacher_backend, budget=args.budget,
+                                  template=args.teacher_template, batch_size=batch, **options)
+        stats = generate(pairs, topics, passages, teacher, traces_path, batch_size=batch, progress=True)
+        teacher.reranker.close()
         del teacher
         report["stages"]["generate"] = {**vars(stats), "wall_seconds_with_loading": round(time.time() - t0, 1)}
     keys = {(p.qid, p.docid) for p in pairs}
@@ -151,6 +170,9 @@ def main() -> None:
         return _write(report, args.out)
     for name, model in models.items():
         report["runs"][name] = {"model": model, **evaluate_model(model, args, _eval_cache(work, name, args))}
+        if args.eval_budget and name != "student_labels":  # the models that reason: also in reasoning mode
+            report["runs"][name]["reasoning"] = evaluate_model(
+                model, args, _eval_cache(work, f"{name}-reasoning-b{args.eval_budget}", args), args.eval_budget)
         print(name, report["runs"][name], flush=True)
         _write(report, args.out)
     _write(report, args.out)

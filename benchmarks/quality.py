@@ -20,21 +20,10 @@ from pathlib import Path
 
 from _common import TREC_DL, header, load_trec_dl, write_json
 from rank1.metrics import evaluate
-from rank1.reranker import Reranker, RerankerConfig, rank_query
+from rank1.reranker import Reranker, RerankerConfig
+from rank1.results import refuse
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
-
-
-def fused(result_run: dict, first: dict, w: float) -> dict[str, dict[str, float]]:
-    """Re-order the stored judgements with fusion weight ``w`` (no model call)."""
-    out: dict[str, dict[str, float]] = {}
-    for qid, docs in result_run.items():
-        judged = [d for d in docs if d.judgement is not None]
-        head = [(d.doc_id, first[qid][d.doc_id]) for d in judged]
-        tail = [d.doc_id for d in docs if d.judgement is None]
-        ranked = rank_query(head, [d.judgement for d in judged], tail, w)
-        out[qid] = {d.doc_id: d.score for d in ranked}
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         result = reranker.rerank_run(run, corpus, topics, depth=args.depth)
         seconds = time.perf_counter() - start
-        by_weight = {str(w): evaluate(fused(result.run, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
+        by_weight = {str(w): evaluate(refuse(result, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
         report["collections"][name] = {
             "queries": len(qids), "pairs": result.stats.pairs, "seconds": round(seconds, 1),
             "pairs_per_second": round(result.stats.pairs / seconds, 3),

@@ -6,7 +6,10 @@ mode and budget, one process, one run (these machines are shared and noisy: read
 Variants:
   reference     Rank1's approach on transformers: one ``model.generate`` call per pair, greedy, with Rank1's
                 stop strings ``["</think> true", "</think> false"]``; the score from the answer-step logits
-                (direct mode: one ``generate`` step per pair on the closed prompt).
+                (direct mode: one ``generate`` step per pair on the closed prompt). The stop-string criterion
+                is built once and reused: transformers 5.19 rebuilds its vocabulary table on every
+                ``generate(stop_strings=...)`` call (its cache misses), which would add seconds per pair
+                that are an artefact of the library, not of the approach.
   transformers  ``Reranker(backend="transformers")``: length-bucketed batches, KV-cached reasoning.
   vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call, then the answer step.
   raw_vllm      ``LLM.generate`` alone on the identical token prompts with the same sampling parameters as
@@ -14,7 +17,8 @@ Variants:
                 reset before each vLLM variant.
 
 Model FLOP utilisation = tokens x 2 x parameters (embedding table excluded) / time, over the throughput of a
-512x512 matrix multiply (bfloat16 and float32) measured in the same run with torch.
+1024x1024 matrix multiply (bfloat16 and float32) measured in the same run with torch; the model runs in
+float32 on CPU, so ``mfu.float32`` is the number to read there.
 
 Example:
     OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=1 nice -n 10 python benchmarks/speed.py --pairs 200 --mode direct
@@ -78,7 +82,7 @@ class PeakRSS:
         self.peak = max(self.peak, self._sample())
 
 
-def matmul_flops(dtype_name: str, n: int = 512, seconds: float = 2.0) -> float:
+def matmul_flops(dtype_name: str, n: int = 1024, seconds: float = 3.0) -> float:
     """Measured FLOP/s of an n x n matrix multiply in ``dtype_name`` with torch (this process's threads)."""
     import torch
 
@@ -109,8 +113,10 @@ def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings:
     """Rank1's approach on transformers: one greedy ``generate`` call per pair with its stop strings; the
     answer read from the logits of the step after ``</think>`` (the budget's last step when it never closes)."""
     import torch
+    from transformers import StoppingCriteriaList, StopStringCriteria
 
     true_id, false_id = answer_token_ids(tokenizer, settings.answers)
+    stops = StoppingCriteriaList([StopStringCriteria(tokenizer, RANK1_STOPS)])  # once, see the module docstring
     out = []
     for prompt in prompts:
         text = prompt.text + (settings.close_empty if settings.mode == "direct" else "")
@@ -118,7 +124,7 @@ def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings:
         n_new = 1 if settings.mode == "direct" else settings.budget
         with torch.inference_mode():
             gen = model.generate(**enc, max_new_tokens=n_new, do_sample=False, output_logits=True,
-                                 return_dict_in_generate=True, stop_strings=RANK1_STOPS, tokenizer=tokenizer,
+                                 return_dict_in_generate=True, stopping_criteria=stops,
                                  pad_token_id=tokenizer.pad_token_id)
         new = gen.sequences[0, enc["input_ids"].shape[1]:].tolist()
         logits = gen.logits[-1][0].float()  # Rank1 reads the last step: the answer after "</think>"
@@ -170,6 +176,7 @@ def main() -> None:
                     "(0: all); its pairs/s is then measured on the subsample.")
     ap.add_argument("--max-model-len", type=int, default=2048)
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--template", default=None, help="Prompt template (default: rank1).")
     ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     args = ap.parse_args()
@@ -209,7 +216,8 @@ def main() -> None:
         print(f"  {name}: {row['pairs_per_s']:.3f} pairs/s, {row['generated_tokens_per_s']:.2f} gen tok/s, "
               f"nDCG@10 {row.get('ndcg@10', float('nan')):.4f}", flush=True)
 
-    hf = Reranker(model=args.model, mode=args.mode, budget=args.budget, batch_size=args.batch_size)
+    hf = Reranker(model=args.model, mode=args.mode, budget=args.budget, batch_size=args.batch_size,
+                  template=args.template)
     report["params"] = model_params(hf.model_ref.path)
     prompts = [hf.prompts.build(q, p) for q, p in pairs]
     settings = hf.settings
@@ -229,7 +237,7 @@ def main() -> None:
 
     if {"vllm", "raw_vllm"} & set(variants):
         start = time.perf_counter()
-        vl = Reranker(model=args.model, backend="vllm", mode=args.mode, budget=args.budget,
+        vl = Reranker(model=args.model, backend="vllm", mode=args.mode, budget=args.budget, template=args.template,
                       backend_options={"max_model_len": args.max_model_len})
         report["vllm_startup_s"] = round(time.perf_counter() - start, 1)
         llm = vl.backend.llm
@@ -242,7 +250,7 @@ def main() -> None:
             llm.reset_prefix_cache()
             judged, sec, mem = timed("vllm", lambda: vl.backend.judge(prompts, settings))
             record("vllm", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
-        vl.backend.close()
+        vl.close()
 
     v = report["variants"]
 

@@ -256,7 +256,10 @@ def demo(
     from rank1.reranker import RerankerConfig
 
     res = run_demo(out_dir, RerankerConfig(model=model, mode=mode, budget=budget), progress=progress)
-    out.print(_table("sample collection", {"BM25": res["bm25"], f"BM25 >> rank1 ({mode})": res["rank1"]}))
+    from rank1.pipeline import DEMO_FUSION_WEIGHT
+
+    out.print(_table("sample collection", {"BM25": res["bm25"], f"BM25 >> rank1 ({mode})": res["rank1"],
+                                           f"BM25 >> rank1, blended with BM25 (w={DEMO_FUSION_WEIGHT})": res["fused"]}))
     example = max(res["result"].traces(), key=lambda t: t["score"])
     out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
     out.print(example["reasoning"] or "(direct mode: no reasoning)", highlight=False, markup=False)

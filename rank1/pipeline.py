@@ -173,12 +173,21 @@ def rerank_files(
     return result
 
 
+DEMO_FUSION_WEIGHT = 0.5
+"""The BM25 weight of the demo's blended run: the weight chosen on DL19 (``benchmarks/quality.py``)."""
+
+
 def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> dict[str, Any]:
     """BM25 -> rerank -> evaluate on the bundled sample collection, fully offline.
 
+    Besides the reranked run (``config``'s fusion weight, 0 by default: P(true) alone) it writes the same
+    judgements blended with BM25 at :data:`DEMO_FUSION_WEIGHT` (``rank1-fused.trec``, no model call).
+
     Returns:
-        ``{"bm25": {measure: value}, "rank1": {...}, "result": RerankResult, "paths": {...}}``.
+        ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "result": RerankResult, "paths": {...}}``.
     """
+    from rank1.results import refuse
+
     from rank1.metrics import evaluate
     from rank1.io import read_qrels
     from rank1.retrieve import retrieve
@@ -190,11 +199,15 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
     reranked = out_dir / "rank1.trec"
     result = rerank_files(reranked, config, run=first, corpus=corpus, topics=topics,
                           traces=out_dir / "traces.jsonl", depth=10, progress=progress)
+    blended = out_dir / "rank1-fused.trec"
+    first_run = read_run(first)
+    write_run(blended, refuse(result, first_run, DEMO_FUSION_WEIGHT), tag="rank1-fused")
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
     return {
-        "bm25": evaluate(read_run(first), judged, measures),
+        "bm25": evaluate(first_run, judged, measures),
         "rank1": evaluate(read_run(reranked), judged, measures),
+        "fused": evaluate(read_run(blended), judged, measures),
         "result": result,
-        "paths": {"bm25": first, "rank1": reranked, "traces": out_dir / "traces.jsonl"},
+        "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": out_dir / "traces.jsonl"},
     }

@@ -53,8 +53,8 @@ class RerankerConfig:
         mode: ``direct`` (no reasoning, one forward pass), ``reasoning``, or ``adaptive`` (direct for every
             pair, then reasoning for the pairs that can change the ranking; see :mod:`rank1.adaptive`).
         budget: Most reasoning tokens per pair (reasoning and adaptive modes).
-        template: Prompt template name; ``None`` picks the model's default (the chat template for the
-            embedded instruct models, the raw Rank1 template otherwise).
+        template: Prompt template name; ``None`` picks the raw Rank1 template (``rank1``), measured on DL19
+            to be as good as the chat templates for the embedded instruct models (``benchmarks/README.md``).
         batch_size: Pairs per forward pass.
         max_passage_tokens: Passages are truncated to this many tokens (each cut is counted).
         fusion_weight: Weight ``w`` of the first-stage score in ``(1-w)*P(true) + w*minmax(first stage)``;
@@ -147,6 +147,22 @@ class Reranker:
         if not same_model:
             return Reranker(config)
         return Reranker(config, _backend=self.backend, _model_ref=self.model_ref)
+
+    def close(self) -> None:
+        """Release the backend (a vLLM engine stops its worker processes); a later call loads it again.
+
+        Rerankers made with :meth:`replace` share the backend: close it once, when all are done.
+        """
+        backend, self._backend = self._backend, None
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "Reranker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @property
     def meta(self) -> dict[str, Any]:

@@ -118,3 +118,24 @@ def rank_query(
         key=lambda r: (-r.score, r.doc_id),
     )
     return ranked + [RankedDoc(d, -float(i), None) for i, d in enumerate(tail, 1)]
+
+
+def refuse(result: RerankResult, first: dict[str, dict[str, float]], fusion_weight: float) -> dict[str, dict[str, float]]:
+    """Re-order a result's stored judgements with another fusion weight, without calling the model.
+
+    Args:
+        result: A reranked run (its judgements are kept).
+        first: The first-stage run it was made from, ``{qid: {docid: score}}``.
+        fusion_weight: ``w`` of :func:`rank_query`.
+
+    Returns:
+        The re-ordered run as ``{qid: {docid: score}}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for qid, docs in result.run.items():
+        judged = [d for d in docs if d.judgement is not None]
+        head = [(d.doc_id, first[qid][d.doc_id]) for d in judged]
+        tail = [d.doc_id for d in docs if d.judgement is None]
+        ranked = rank_query(head, [d.judgement for d in judged], tail, fusion_weight)  # type: ignore[misc]
+        out[qid] = {d.doc_id: d.score for d in ranked}
+    return out

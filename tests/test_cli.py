@@ -81,3 +81,20 @@ def test_rerank_command_on_the_sample(tmp_path: Path, reranker) -> None:
                                  "--out", str(again), "--mode", "direct", "--depth", "3", "--no-progress"])
     assert result.exit_code == 0 and "18 pairs (18 from the cache, 0 judged" in result.stdout, result.output
     assert again.read_bytes() == out.read_bytes()  # the default cache ($RANK1_SCORE_CACHE in the tests)
+
+
+@pytest.mark.slow
+def test_demo_writes_the_reranked_and_the_blended_run(tmp_path: Path, smollm2_ref) -> None:
+    from rank1.pipeline import DEMO_FUSION_WEIGHT, demo
+    from rank1.reranker import RerankerConfig
+
+    config = RerankerConfig(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), mode="direct")
+    res = demo(tmp_path, config, progress=False)
+    assert set(res) >= {"bm25", "rank1", "fused"} and all(0.0 <= res[k]["nDCG@10"] <= 1.0 for k in ("bm25", "rank1", "fused"))
+    first, blended = read_run(res["paths"]["bm25"]), read_run(res["paths"]["fused"])
+    p_true = {(t["qid"], t["docid"]): t["p_true"] for t in res["result"].traces()}
+    for qid, docs in first.items():
+        lo, hi = min(docs.values()), max(docs.values())
+        expected = {d: (1 - DEMO_FUSION_WEIGHT) * p_true[qid, d] + DEMO_FUSION_WEIGHT * (s - lo) / (hi - lo)
+                    for d, s in docs.items()}
+        assert sorted(blended[qid], key=lambda d: -blended[qid][d]) == sorted(expected, key=lambda d: (-expected[d], d))

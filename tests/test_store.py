@@ -220,3 +220,15 @@ def test_bad_depth_or_chunk_size(make_reranker, sample) -> None:
     for bad in ({"depth": 0}, {"chunk_size": 0}):
         with pytest.raises(ValueError, match="at least 1"):
             make_reranker(FakeBackend()).rerank_run(run, corpus, topics, progress=False, **bad)
+
+
+def test_close_releases_the_backend_once(make_reranker) -> None:
+    closed: list[int] = []
+    backend = FakeBackend()
+    backend.close = lambda: closed.append(1)  # type: ignore[attr-defined]
+    with make_reranker(backend) as reranker:
+        deeper = reranker.replace(mode="reasoning", budget=8)
+        assert deeper.backend is backend
+    assert closed == [1] and reranker._backend is None
+    reranker.close()  # nothing left to close
+    assert closed == [1]

@@ -25,6 +25,7 @@ template's closing text), and are flagged ``truncated``: one long passage never 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback
@@ -48,6 +49,20 @@ def import_vllm() -> Any:
     except ImportError as err:
         raise ModelError(f"{INSTALL_HINT} ({err})") from err
     return vllm
+
+
+def bind_all_cores() -> str:
+    """Let a CPU engine use every core this process may run on, unless ``VLLM_CPU_OMP_THREADS_BIND`` is set.
+
+    vLLM's ``auto`` binding keeps one core back for the front-end process; for an offline batch job on a
+    small machine that halves the compute (measured on 2 cores: 97 s vs 55 s for the same 32 pairs). The
+    setting is an environment variable because the engine reads it in its worker process.
+
+    Returns:
+        The binding in effect.
+    """
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    return os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
 
 
 def fit_to_context(ids: Sequence[int], limit: int, keep_tail: int = KEEP_TAIL) -> tuple[list[int], bool]:
@@ -116,6 +131,8 @@ class VLLMBackend:
             raise ModelError(f"vLLM {vllm.__version__} is too old: the vllm backend needs "
                              "SamplingParams.logprob_token_ids (vLLM >= 0.32)")
         on_cpu = current_platform.is_cpu()
+        if on_cpu:
+            bind_all_cores()
         if dtype == "auto" and on_cpu:
             dtype = "float32"  # as the transformers backend on CPU; bfloat16 is far slower on AVX2 machines
         try:

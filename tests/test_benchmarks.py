@@ -1,0 +1,63 @@
+"""The benchmark scripts still run: each in a tiny configuration on real data and the smallest real model.
+
+These are not timed tests; they check that every script runs end to end and writes the JSON it documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, shared_data: Path, smollm2_ref: Any):
+    """Run ``benchmarks/<script>`` with the session's converted smollm2 and a private score store."""
+    env = {**os.environ, "RANK1_CACHE_DIR": str(Path(smollm2_ref.path).parent),
+           "RANK1_SCORE_CACHE": str(tmp_path / "scores.sqlite"), "OMP_NUM_THREADS": "2"}
+
+    def run(script: str, *args: str) -> dict[str, Any]:
+        out = tmp_path / f"{script}.json"
+        done = subprocess.run([sys.executable, str(BENCH / script), "--model", "smollm2-135m", *args, "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    return run
+
+
+def test_depth_script(run_script) -> None:
+    report = run_script("depth.py", "--collections", "dl19", "--queries", "1", "--depths", "2", "3",
+                        "--backend", "transformers")
+    assert [(r["depth"], r["pairs"]) for r in report["rows"]] == [(2, 2), (3, 3)]
+    assert all(0.0 <= r["ndcg10_rerank"] <= 1.0 and r["seconds"] > 0 for r in report["rows"])
+
+
+def test_budget_script(run_script, tmp_path: Path) -> None:
+    report = run_script("budget.py", "--queries", "1", "--depth", "2", "--nevir-pairs", "1", "--budgets", "4",
+                        "--adaptive-top", "1")
+    modes = [(p["collection"], p["mode"]) for p in report["points"]]
+    assert modes == [(c, m) for c in ("dl19", "dl20", "nevir") for m in ("direct", "reasoning", "adaptive")]
+    assert all(p["gen_tokens_per_pair"] <= 4 for p in report["points"])
+    assert (tmp_path / "budget.py.png").stat().st_size > 0
+
+
+def test_speed_script(run_script) -> None:
+    report = run_script("speed.py", "--pairs", "2", "--depth", "2", "--variants", "reference,transformers")
+    assert set(report["variants"]) == {"reference", "transformers"} and report["speedup_vs_reference"] > 0
+    assert report["variants"]["reference"]["ndcg@10"] == pytest.approx(report["variants"]["transformers"]["ndcg@10"])
+
+
+def test_quality_script(run_script) -> None:
+    report = run_script("quality.py", "--collections", "dl19", "--queries", "1", "--depth", "2", "--mode", "direct")
+    entry = report["collections"]["dl19"]
+    assert entry["pairs"] == 2 and report["fusion_weight"] in [round(0.1 * i, 1) for i in range(11)]
