@@ -85,6 +85,11 @@ def main() -> None:
     ap.add_argument("--teacher-template", default=None,
                     help="Teacher prompt template (default: rank1; think-chat-answer asks an instruct model to reason).")
     ap.add_argument("--teacher-max-model-len", type=int, default=2048, help="vllm teacher context length.")
+    ap.add_argument("--teacher-url", default=None,
+                    help="OpenAI-compatible endpoint serving --teacher (e.g. `vllm serve`): the teacher answers the "
+                         "chat turn freely with Rank1's sampling settings (temperature 0.3, 1000 tokens).")
+    ap.add_argument("--teacher-workers", type=int, default=16, help="Requests in flight to --teacher-url.")
+    ap.add_argument("--teacher-max-tokens", type=int, default=1000, help="Most tokens per --teacher-url reply.")
     ap.add_argument("--eval-queries", type=int, default=10)
     ap.add_argument("--eval-depth", type=int, default=10)
     ap.add_argument("--nevir", type=int, default=25)
@@ -94,7 +99,8 @@ def main() -> None:
     ap.add_argument("--only-generated", action="store_true",
                     help="Use only the pairs already in the traces file (generation stopped early); no teacher.")
     ap.add_argument("--note", default="", help="A free-text note stored in the JSON (what was not done and why).")
-    ap.add_argument("--train-steps", type=int, default=-1, help="Cap on optimiser steps (-1: one epoch).")
+    ap.add_argument("--train-steps", type=int, default=-1, help="Cap on optimiser steps (-1: --epochs).")
+    ap.add_argument("--epochs", type=float, default=1.0, help="Training epochs (cpu-demo preset otherwise).")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "rank1" / "distill-experiment"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "distill.json"))
     ap.add_argument("--stop-after", choices=["generate", "train", "eval"], default="eval")
@@ -112,27 +118,29 @@ def main() -> None:
     from distill.train import preset, train
     from distill.export import export
 
-    report: dict[str, Any] = {"settings": vars(args), "runs": {}, "stages": {}}
+    from _common import header
+
+    report: dict[str, Any] = {**header(), "settings": vars(args), "runs": {}, "stages": {}}
     pairs, topics, passages = training_pairs(args.pairs, args.seed)
     report["training_pairs"] = {"total": len(pairs), "by_source": {s: sum(p.source == s for p in pairs)
                                                                  for s in sorted({p.source for p in pairs})}}
-    traces_path = work / f"traces-{args.teacher}-{args.teacher_template or 'rank1'}-b{args.budget}.jsonl"
+    kind = "chat" if args.teacher_url else f"b{args.budget}"
+    traces_path = work / f"traces-{args.teacher}-{args.teacher_template or 'rank1'}-{kind}.jsonl"
     t0 = time.time()
     if args.only_generated:
         done = done_keys(traces_path)
         pairs = [p for p in pairs if (p.qid, p.docid) in done]
         report["training_pairs"]["generated_before_stop"] = len(pairs)
     if {(p.qid, p.docid) for p in pairs} - done_keys(traces_path):  # load the teacher only when needed
-        options: dict[str, Any] = {"dtype": args.teacher_dtype}
-        if args.teacher_backend == "vllm":
-            options["max_model_len"] = args.teacher_max_model_len
-        batch = 32 if args.teacher_backend == "vllm" else 8
-        teacher = RerankerTeacher(args.teacher, backend=args.teacher_backend, budget=args.budget,
-                                  template=args.teacher_template, batch_size=batch, **options)
+        teacher, batch = make_teacher(args)
         stats = generate(pairs, topics, passages, teacher, traces_path, batch_size=batch, progress=True)
-        teacher.reranker.close()
+        if isinstance(teacher, RerankerTeacher):
+            teacher.reranker.close()
         del teacher
-        report["stages"]["generate"] = {**vars(stats), "wall_seconds_with_loading": round(time.time() - t0, 1)}
+        gen_stats = {**vars(stats), "wall_seconds_with_loading": round(time.time() - t0, 1)}
+        (work / f"{traces_path.stem}.stats.json").write_text(json.dumps(gen_stats))
+    if (work / f"{traces_path.stem}.stats.json").exists():  # kept for reruns that find the traces done
+        report["stages"]["generate"] = json.loads((work / f"{traces_path.stem}.stats.json").read_text())
     keys = {(p.qid, p.docid) for p in pairs}
     written = read_traces(traces_path) if traces_path.exists() and traces_path.stat().st_size else []
     traces = [t for t in written if t.key in keys]
@@ -156,7 +164,7 @@ def main() -> None:
         adapter, merged = work / f"{name}-adapter", work / f"{name}-model"
         if not (adapter / "train_log.json").exists():
             result = train(kept, args.student, adapter, preset("cpu-demo", with_reasoning=reasoning, seed=args.seed,
-                                                                      max_steps=args.train_steps))
+                                                                      max_steps=args.train_steps, epochs=args.epochs))
             print(f"{name}: {result.steps} steps, {result.seconds:.0f}s, losses {result.losses[:2]}..{result.losses[-2:]}")
         if not (merged / "config.json").exists():
             t1 = time.time()
@@ -176,6 +184,22 @@ def main() -> None:
         print(name, report["runs"][name], flush=True)
         _write(report, args.out)
     _write(report, args.out)
+
+
+def make_teacher(args: argparse.Namespace) -> tuple[Any, int]:
+    """The teacher the arguments name, and how many pairs to hand it at a time."""
+    from distill.teacher import ChatTeacher, RerankerTeacher
+
+    if args.teacher_url:
+        template = args.teacher_template or "rank1"
+        return ChatTeacher(args.teacher_url, args.teacher, template=template, workers=args.teacher_workers,
+                           max_tokens=args.teacher_max_tokens), args.teacher_workers
+    options: dict[str, Any] = {"dtype": args.teacher_dtype}
+    if args.teacher_backend == "vllm":
+        options["max_model_len"] = args.teacher_max_model_len
+    batch = 32 if args.teacher_backend == "vllm" else 8
+    return RerankerTeacher(args.teacher, backend=args.teacher_backend, budget=args.budget,
+                           template=args.teacher_template, batch_size=batch, **options), batch
 
 
 def _eval_cache(work: Path, name: str, args: argparse.Namespace) -> Path:

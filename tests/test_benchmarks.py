@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 def run_script(tmp_path: Path, shared_data: Path, smollm2_ref: Any):
     """Run ``benchmarks/<script>`` with the session's converted smollm2 and a private score store."""
     env = {**os.environ, "RANK1_CACHE_DIR": str(Path(smollm2_ref.path).parent),
-           "RANK1_SCORE_CACHE": str(tmp_path / "scores.sqlite"), "OMP_NUM_THREADS": "2"}
+           "RANK1_SCORE_CACHE": str(tmp_path / "scores.sqlite"),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
 
     def run(script: str, *args: str) -> dict[str, Any]:
         out = tmp_path / f"{script}.json"
