@@ -35,15 +35,19 @@ def settings(budgets: list[int], adaptive_top: int, adaptive_band: float = 0.0) 
     return out
 
 
-def collections(queries: int, depth: int, nevir_pairs: int) -> dict[str, dict[str, Any]]:
-    """Each collection's candidates and how its quality is measured."""
+def collections(queries: int, depth: int, nevir_pairs: int,
+                names: tuple[str, ...] = ("dl19", "dl20", "nevir")) -> dict[str, dict[str, Any]]:
+    """Each collection's candidates and how its quality is measured (of ``names``; NevIR only with
+    ``nevir_pairs``)."""
     out: dict[str, dict[str, Any]] = {}
     for name in ("dl19", "dl20"):
+        if name not in names:
+            continue
         c = load_trec_dl(name, queries)
         run = {q: {d: c.run[q][d] for d in top(docs, depth)} for q, docs in c.run.items()}
         out[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "depth": depth,
                      "metric": "nDCG@10", "measure": lambda r, qrels=c.qrels: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]}
-    if nevir_pairs:
+    if nevir_pairs and "nevir" in names:
         topics, corpus, pairs = read_nevir_pairs(NEVIR_TEST)
         pairs = pairs[:nevir_pairs]
         run = {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)}
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--max-model-len", type=int, default=2048, help="vllm backend context length")
+    ap.add_argument("--collections", default="dl19,dl20,nevir", help="comma-separated subset of dl19,dl20,nevir "
+                    "(leave out what a distilled model was trained on)")
+    ap.add_argument("--chunk-size", type=int, default=None, help="pairs per engine call (vllm: raise it)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", default=str(RESULTS / "budget.json"))
     args = ap.parse_args(argv)
@@ -114,14 +121,17 @@ def main(argv: list[str] | None = None) -> None:
                                    backend=args.backend, backend_options=options))
     report: dict[str, Any] = {**header(), **{k: v for k, v in base.meta.items() if k not in ("mode", "budget")},
                               "queries": args.queries, "depth": args.depth, "nevir_pairs": args.nevir_pairs,
+                              "collections": args.collections,
                               "points": []}
     with ScoreStore(args.store) as store:
-        for name, c in collections(args.queries, args.depth, args.nevir_pairs).items():
+        names = tuple(args.collections.split(","))
+        for name, c in collections(args.queries, args.depth, args.nevir_pairs, names).items():
             first_stage = c["measure"](c["run"]) if c["metric"] == "nDCG@10" else None
             for spec in settings(args.budgets, args.adaptive_top, args.adaptive_band):
                 reranker = base.replace(**spec)
                 start = time.perf_counter()
-                result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
+                result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store,
+                                             chunk_size=args.chunk_size)
                 row = point(name, spec, result, time.perf_counter() - start, c["measure"](result.scores()), c["metric"])
                 if first_stage is not None:
                     row["bm25"] = first_stage

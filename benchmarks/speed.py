@@ -13,8 +13,12 @@ Variants:
   transformers  ``Reranker(backend="transformers")``: length-bucketed batches, KV-cached reasoning.
   vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call, then the answer step.
   raw_vllm      ``LLM.generate`` alone on the identical token prompts with the same sampling parameters as
-                the vLLM backend's first step (the engine's work without our layer); the prefix cache is
-                reset before each vLLM variant.
+                the vLLM backend's first step (the engine's work without our layer; in reasoning mode it
+                judges nothing: the answer step is missing, so it is a lower bound).
+  raw_rank1     reasoning mode: Rank1's own two-call vLLM recipe with raw ``LLM.generate`` on the same token
+                prompts (stop strings and top-20 logprobs, then one answer step for the pairs without an
+                answer): the same judgements' work without our layer.
+                The prefix cache is reset before each vLLM variant.
 
 Model FLOP utilisation = tokens x 2 x parameters (embedding table excluded) / time, over the throughput of a
 1024x1024 matrix multiply (bfloat16 and float32) measured in the same run with torch; the model runs in
@@ -44,7 +48,7 @@ from _common import RESULTS, header, load_trec_dl, top, write_json  # noqa: E402
 from rank1.backends.base import JudgeSettings, Prompt  # noqa: E402
 from rank1.metrics import evaluate  # noqa: E402
 from rank1.reranker import Reranker, rank_query  # noqa: E402
-from rank1.scoring import Judgement, answer_token_ids, p_true  # noqa: E402
+from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning  # noqa: E402
 
 RANK1_STOPS = ["</think> true", "</think> false"]
 
@@ -153,6 +157,42 @@ def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings)
     return scores, 0
 
 
+def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings) -> tuple[list[float], int, int]:
+    """Rank1's own vLLM recipe with raw ``LLM.generate`` on the vLLM backend's token prompts: greedy
+    reasoning with ``stop=RANK1_STOPS`` and ``logprobs=20``, the score from the last step when both answers
+    are in its top 20; for the other pairs a second call on the reasoning cut to its last sentence end plus
+    ``"\\n</think>"`` and the answer prefix, one step with the two answers' log-probabilities.
+
+    Returns:
+        Scores, generated tokens (end tokens not counted, as the vLLM backend counts them) and how many
+        pairs needed the second call.
+    """
+    from vllm import SamplingParams
+
+    true_id, false_id = answer_token_ids(backend.tokenizer, settings.answers)
+    ids, _ = backend._encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
+    first = SamplingParams(temperature=0.0, max_tokens=settings.budget, logprobs=20, stop=RANK1_STOPS,
+                           skip_special_tokens=False)
+    scores: list[float | None] = [None] * len(ids)
+    redo: list[int] = []
+    tails: list[list[int]] = []
+    generated = 0
+    for i, out in enumerate(backend.generate(ids, first)):
+        tokens = list(out.outputs[0].token_ids)
+        generated += len(tokens) - (tokens[-1] in backend._eos if tokens else 0)
+        last = out.outputs[0].logprobs[-1] if tokens else {}
+        if true_id in last and false_id in last:
+            scores[i] = p_true(last[true_id].logprob, last[false_id].logprob)
+        else:
+            text, _ = split_reasoning(out.outputs[0].text, settings.think_close)
+            redo.append(i)
+            tails.append(ids[i] + backend.tokenizer.encode(settings.reclose(text), add_special_tokens=False))
+    for i, out in zip(redo, backend.generate(tails, backend.answer_params(settings))):
+        step = out.outputs[0].logprobs[0]
+        scores[i] = p_true(step[true_id].logprob, step[false_id].logprob)
+    return [s if s is not None else 0.0 for s in scores], generated, len(redo)
+
+
 def timed(name: str, fn: Callable[[], Any]) -> tuple[Any, float, int]:
     """Run ``fn`` once; (result, seconds, peak RSS of the process tree in bytes)."""
     gc.collect()
@@ -173,11 +213,14 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8, help="transformers backend batch size.")
     ap.add_argument("--reference-pairs", type=int, default=0, help="Run the reference on the first N pairs only "
-                    "(0: all); its pairs/s is then measured on the subsample.")
+                    "(rounded up to whole queries; 0: all); its pairs/s is then measured on the subsample, and "
+                    "every variant's nDCG@10 is also given on those queries.")
     ap.add_argument("--max-model-len", type=int, default=2048)
+    ap.add_argument("--block-size", type=int, default=None, help="vLLM KV-cache block size (default: the "
+                    "backend's, 32 on CPU).")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--template", default=None, help="Prompt template (default: rank1).")
-    ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm")
+    ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm,raw_rank1")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     args = ap.parse_args()
     variants = args.variants.split(",")
@@ -194,6 +237,17 @@ def main() -> None:
     peak = {d: matmul_flops(d) for d in ("bfloat16", "float32")}
     report["matmul_flops"] = peak
 
+    scored: dict[str, list[Judgement]] = {}
+
+    def ndcg(judgements: list[Judgement], k: int) -> float:
+        """nDCG@10 of the first ``k`` queries reranked with ``judgements`` (in pair order)."""
+        run, it = {}, iter(judgements)
+        for q in qids[:k]:
+            head = [(d, data.run[q][d]) for d in heads[q]]
+            tail = [d for d in top(data.run[q], 100) if d not in heads[q]]
+            run[q] = {r.doc_id: r.score for r in rank_query(head, [next(it) for _ in head], tail)}
+        return evaluate(run, {q: data.qrels[q] for q in qids[:k]}, ["nDCG@10"])["nDCG@10"]
+
     def record(name: str, judgements: list[Judgement] | None, seconds: float, mem: int, n_pairs: int,
                prompt_tokens: int, generated: int, **extra: Any) -> None:
         row: dict[str, Any] = {"seconds": round(seconds, 2), "pairs": n_pairs, "pairs_per_s": n_pairs / seconds,
@@ -202,15 +256,12 @@ def main() -> None:
                                "peak_rss_mb": round(mem / 2**20)}
         flops = (prompt_tokens + generated) * 2 * report["params"] / seconds
         row["mfu"] = {d: flops / v for d, v in peak.items()}
-        if judgements is not None and n_pairs == len(pairs):
-            run = {}
-            it = iter(judgements)
-            for q in qids:
-                head = [(d, data.run[q][d]) for d in heads[q]]
-                tail = [d for d in top(data.run[q], 100) if d not in heads[q]]
-                run[q] = {r.doc_id: r.score for r in rank_query(head, [next(it) for _ in head], tail)}
-            row["ndcg@10"] = evaluate(run, data.qrels, ["nDCG@10"])["nDCG@10"]
-            row["fallbacks"] = sum(j.fallback for j in judgements)
+        if judgements is not None:
+            scored[name] = judgements
+            if n_pairs == len(pairs):
+                row["ndcg@10"] = ndcg(judgements, len(qids))
+            if not name.startswith("raw"):  # the raw variants' judgements carry scores only
+                row["fallbacks"] = sum(j.fallback for j in judgements)
         row.update(extra)
         report["variants"][name] = row
         print(f"  {name}: {row['pairs_per_s']:.3f} pairs/s, {row['generated_tokens_per_s']:.2f} gen tok/s, "
@@ -227,7 +278,7 @@ def main() -> None:
         judged, sec, mem = timed("transformers", lambda: hf.backend.judge(prompts, settings))
         record("transformers", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
     if "reference" in variants:
-        n_ref = args.reference_pairs or len(pairs)
+        n_ref = min(-(-args.reference_pairs // args.depth) * args.depth, len(pairs)) or len(pairs)  # whole queries
         judged, sec, mem = timed("reference", lambda: reference_judge(hf.backend.model, hf.backend.tokenizer,
                                                                       prompts[:n_ref], settings))
         record("reference", judged, sec, mem, n_ref, sum(lengths[:n_ref]), sum(j.generated_tokens for j in judged),
@@ -235,17 +286,24 @@ def main() -> None:
     del hf
     gc.collect()
 
-    if {"vllm", "raw_vllm"} & set(variants):
+    if {"vllm", "raw_vllm", "raw_rank1"} & set(variants):
         start = time.perf_counter()
         vl = Reranker(model=args.model, backend="vllm", mode=args.mode, budget=args.budget, template=args.template,
-                      backend_options={"max_model_len": args.max_model_len})
+                      backend_options={"max_model_len": args.max_model_len, "block_size": args.block_size})
         report["vllm_startup_s"] = round(time.perf_counter() - start, 1)
+        report["vllm_block_size"] = vl.backend.llm.llm_engine.vllm_config.cache_config.block_size
         llm = vl.backend.llm
         if "raw_vllm" in variants:
             llm.reset_prefix_cache()
             (scores, generated), sec, mem = timed("raw_vllm", lambda: raw_vllm_judge(vl.backend, prompts, settings))
             record("raw_vllm", [Judgement(s) for s in scores] if scores else None, sec, mem, len(pairs),
                    sum(lengths), generated)
+        if "raw_rank1" in variants and args.mode == "reasoning":
+            llm.reset_prefix_cache()
+            (scores, generated, redo), sec, mem = timed("raw_rank1", lambda: raw_rank1_judge(vl.backend, prompts,
+                                                                                              settings))
+            record("raw_rank1", [Judgement(s) for s in scores], sec, mem, len(pairs), sum(lengths), generated,
+                   second_call=redo)
         if "vllm" in variants:
             llm.reset_prefix_cache()
             judged, sec, mem = timed("vllm", lambda: vl.backend.judge(prompts, settings))
@@ -253,6 +311,11 @@ def main() -> None:
         vl.close()
 
     v = report["variants"]
+    if "reference" in scored and len(scored["reference"]) < len(pairs):  # compare all on the reference's queries
+        ref = scored["reference"]
+        for name, judged in scored.items():
+            v[name]["ndcg@10_reference_queries"] = ndcg(judged, len(ref) // args.depth)
+            v[name]["max_abs_score_diff_vs_reference"] = max(abs(a.score - b.score) for a, b in zip(judged, ref))
 
     def ratio(a: str, b: str) -> float | None:
         return v[a]["pairs_per_s"] / v[b]["pairs_per_s"] if a in v and b in v else None
@@ -261,11 +324,14 @@ def main() -> None:
     report["ratios"] = {"vllm_vs_reference": ratio("vllm", "reference"),
                         "transformers_vs_reference": ratio("transformers", "reference"),
                         "vllm_vs_transformers": ratio("vllm", "transformers"),
-                        "vllm_vs_raw_vllm": ratio("vllm", "raw_vllm")}
+                        "vllm_vs_raw_vllm": ratio("vllm", "raw_vllm"),
+                        "vllm_vs_raw_rank1": ratio("vllm", "raw_rank1")}
     report["speedup_vs_reference"] = ratio(best, "reference") if best else None
     report["speedup_vs_reference_backend"] = best
     raw = ratio("raw_vllm", "vllm")
     report["overhead_vs_raw_vllm"] = raw - 1 if raw is not None else None
+    rank1 = ratio("raw_rank1", "vllm")
+    report["overhead_vs_raw_rank1"] = rank1 - 1 if rank1 is not None else None
     write_json(args.out, report)
 
 

