@@ -138,6 +138,11 @@ def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings:
     return out
 
 
+def counted(tokens: list[int], eos: list[int]) -> int:
+    """Generated tokens as the vLLM backend counts them: a final end token is not counted."""
+    return len(tokens) - (bool(tokens) and tokens[-1] in eos)
+
+
 def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings) -> tuple[list[float] | None, int]:
     """``LLM.generate`` alone on the vLLM backend's token prompts and sampling parameters (its first step):
     scores (direct) and generated tokens."""
@@ -151,7 +156,7 @@ def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings)
     outs = backend.generate(ids, params)
     if settings.mode != "direct":
         tokens = [list(o.outputs[0].token_ids) for o in outs]
-        return None, sum(len(t) - (t[-1] in backend._eos if t else 0) for t in tokens)  # end tokens not counted
+        return None, sum(counted(t, backend._eos) for t in tokens)
     scores = [p_true(o.outputs[0].logprobs[0][true_id].logprob, o.outputs[0].logprobs[0][false_id].logprob)
               for o in outs]
     return scores, 0
@@ -179,7 +184,7 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
     generated = 0
     for i, out in enumerate(backend.generate(ids, first)):
         tokens = list(out.outputs[0].token_ids)
-        generated += len(tokens) - (tokens[-1] in backend._eos if tokens else 0)
+        generated += counted(tokens, backend._eos)
         last = out.outputs[0].logprobs[-1] if tokens else {}
         if true_id in last and false_id in last:
             scores[i] = p_true(last[true_id].logprob, last[false_id].logprob)
@@ -187,9 +192,8 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
             text, _ = split_reasoning(out.outputs[0].text, settings.think_close)
             redo.append(i)
             tails.append(ids[i] + backend.tokenizer.encode(settings.reclose(text), add_special_tokens=False))
-    for i, out in zip(redo, backend.generate(tails, backend.answer_params(settings))):
-        step = out.outputs[0].logprobs[0]
-        scores[i] = p_true(step[true_id].logprob, step[false_id].logprob)
+    for i, score in zip(redo, backend._answer_scores(tails, settings)):
+        scores[i] = score
     return [s if s is not None else 0.0 for s in scores], generated, len(redo)
 
 
