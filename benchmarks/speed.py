@@ -11,10 +11,12 @@ Variants:
                 ``generate(stop_strings=...)`` call (its cache misses), which would add seconds per pair
                 that are an artefact of the library, not of the approach.
   transformers  ``Reranker(backend="transformers")``: length-bucketed batches, KV-cached reasoning.
-  vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call, then the answer step.
-  raw_vllm      ``LLM.generate`` alone on the identical token prompts with the same sampling parameters as
-                the vLLM backend's first step (the engine's work without our layer; in reasoning mode it
-                judges nothing: the answer step is missing, so it is a lower bound).
+  vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call; in reasoning mode the
+                answer is read in that call where the output allows it, else in a second call.
+  vllm_two_call reasoning mode: the same backend with ``answer_in_round`` off (every answer in a second call).
+  raw_vllm      ``LLM.generate`` alone on the identical token prompts: direct mode, the vLLM backend's
+                sampling parameters; reasoning mode, its plain first round (greedy until the tag, an end token
+                or the budget). In reasoning mode it judges nothing (no answer step): a lower bound.
   raw_rank1     reasoning mode: Rank1's own two-call vLLM recipe with raw ``LLM.generate`` on the same token
                 prompts (stop strings and top-20 logprobs, then one answer step for the pairs without an
                 answer): the same judgements' work without our layer.
@@ -152,7 +154,7 @@ def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings)
         params = backend.answer_params(settings)
     else:
         ids, _ = backend._encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
-        params = backend.reasoning_params(settings)
+        params = backend.reasoning_params(settings, in_round=False)
     outs = backend.generate(ids, params)
     if settings.mode != "direct":
         tokens = [list(o.outputs[0].token_ids) for o in outs]
@@ -224,7 +226,8 @@ def main() -> None:
                     "backend's, 32 on CPU).")
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
     ap.add_argument("--template", default=None, help="Prompt template (default: rank1).")
-    ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm,raw_rank1")
+    ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm,raw_rank1",
+                    help="Comma-separated; also vllm_two_call (reasoning mode).")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     args = ap.parse_args()
     variants = args.variants.split(",")
@@ -290,7 +293,7 @@ def main() -> None:
     del hf
     gc.collect()
 
-    if {"vllm", "raw_vllm", "raw_rank1"} & set(variants):
+    if {"vllm", "vllm_two_call", "raw_vllm", "raw_rank1"} & set(variants):
         start = time.perf_counter()
         vl = Reranker(model=args.model, backend="vllm", mode=args.mode, budget=args.budget, template=args.template,
                       backend_options={"max_model_len": args.max_model_len, "block_size": args.block_size})
@@ -308,10 +311,14 @@ def main() -> None:
                                                                                               settings))
             record("raw_rank1", [Judgement(s) for s in scores], sec, mem, len(pairs), sum(lengths), generated,
                    second_call=redo)
-        if "vllm" in variants:
+        for name, in_round in (("vllm_two_call", False), ("vllm", True)):
+            if name not in variants or (not in_round and args.mode != "reasoning"):
+                continue
             llm.reset_prefix_cache()
-            judged, sec, mem = timed("vllm", lambda: vl.backend.judge(prompts, settings))
-            record("vllm", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
+            vl.backend.answer_in_round, before = in_round, vl.backend.second_calls
+            judged, sec, mem = timed(name, lambda: vl.backend.judge(prompts, settings))
+            record(name, judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged),
+                   second_calls=vl.backend.second_calls - before)
         vl.close()
 
     v = report["variants"]
@@ -329,6 +336,7 @@ def main() -> None:
                         "transformers_vs_reference": ratio("transformers", "reference"),
                         "vllm_vs_transformers": ratio("vllm", "transformers"),
                         "vllm_vs_raw_vllm": ratio("vllm", "raw_vllm"),
+                        "vllm_vs_vllm_two_call": ratio("vllm", "vllm_two_call"),
                         "vllm_vs_raw_rank1": ratio("vllm", "raw_rank1")}
     report["speedup_vs_reference"] = ratio(best, "reference") if best else None
     report["speedup_vs_reference_backend"] = best

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from rank1.adaptive import rerank_run_adaptive, score_adaptive
 from rank1.backends import BACKENDS, Backend, JudgeSettings, PromptBuilder, backend_class, create_backend
+from rank1.backends.base import JUDGE_REVISION
 from rank1.models import DEFAULT_MODEL, resolve_model
 from rank1.progress import Stopwatch, pair_progress
 from rank1.prompts import TEMPLATES, get_template
@@ -182,7 +183,8 @@ class Reranker:
         params = inspect.signature(cls.__init__).parameters.values()
         options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         options.update(c.backend_options)
-        engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None)])
+        revision = [f"judge={JUDGE_REVISION}"] if c.mode != "direct" else []  # direct judgements never changed
+        engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None), *revision])
         return StoreSettings(m["model_fingerprint"], m["template"], m["template_hash"], m["mode"], m["budget"],
                              c.max_passage_tokens, engine)
 

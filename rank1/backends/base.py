@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from rank1.prompts import PromptTemplate
-from rank1.scoring import Judgement
+from rank1.scoring import Judgement, cut_to_last_sentence, split_reasoning
+
+JUDGE_REVISION = 2
+"""Revision of how backends turn a generation into a judgement, part of score-store keys so that a change
+re-judges pairs instead of reusing stored scores (2: the fallback keeps the model's own reasoning tokens)."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called after each finished batch with (pairs finished, tokens generated) in that batch."""
@@ -60,9 +64,9 @@ class JudgeSettings:
         return f"\n{self.think_close}{self.answer_prefix}"
 
     def reclose(self, reasoning: str) -> str:
-        """What follows the prompt when the answer is read after ``reasoning`` whose own closing tag cannot
-        be used (Rank1's fallback, or a tag merged into a longer token): the reasoning, a newline, the
-        closing tag and the answer prefix."""
+        """The text that closes ``reasoning`` whose own closing tag cannot be used (Rank1's fallback, or a
+        tag merged into a longer token): the reasoning, a newline, the closing tag and the answer prefix
+        (see :func:`answer_sequence`)."""
         return f"{reasoning}\n{self.think_close}{self.answer_prefix}"
 
     @classmethod
@@ -75,6 +79,35 @@ class JudgeSettings:
             add_special_tokens=not template.chat,
             **kwargs,
         )
+
+
+def answer_sequence(tokenizer: Any, tokens: list[int], settings: JudgeSettings) -> tuple[list[int], str, bool]:
+    """The tokens after the prompt at whose end the answer is read, given the generated reasoning ``tokens``.
+
+    * A block that ends on the closing tag: the reasoning tokens, then the answer prefix.
+    * Otherwise (budget spent, the model stopped, or the tag merged into a longer token), Rank1's fallback:
+      the reasoning cut back to its last sentence end (or to the tag), trailing whitespace dropped, then
+      ``"\\n"``, the closing tag and the answer prefix (:meth:`JudgeSettings.reclose`). The model's own
+      tokens are kept up to the last one that lies wholly inside the cut text; only the rest of that text
+      and the closing tail are encoded. (Rank1 re-encodes the whole stripped text; keeping the model's
+      tokens keeps its leading whitespace and lets the vLLM backend read such answers in one engine call.)
+
+    Both backends build the answer step from this function, so they agree.
+
+    Returns:
+        ``(ids, reasoning text, fallback)``: the reasoning as :func:`~rank1.scoring.split_reasoning` gives it.
+    """
+    close = settings.think_close
+    full = tokenizer.decode(tokens, skip_special_tokens=True)
+    text, fallback = split_reasoning(full, close)
+    if tokenizer.decode(tokens, skip_special_tokens=False).endswith(close):
+        return [*tokens, *tokenizer.encode(settings.answer_prefix, add_special_tokens=False)], text, fallback
+    cut = (full[: full.index(close)] if close in full else cut_to_last_sentence(full)).rstrip()
+    kept = len(tokens)
+    while kept and not cut.startswith(tokenizer.decode(tokens[:kept], skip_special_tokens=True)):
+        kept -= 1
+    rest = cut[len(tokenizer.decode(tokens[:kept], skip_special_tokens=True)):]
+    return [*tokens[:kept], *tokenizer.encode(settings.reclose(rest), add_special_tokens=False)], text, fallback
 
 
 @runtime_checkable

