@@ -168,7 +168,8 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
     """Rank1's own vLLM recipe with raw ``LLM.generate`` on the vLLM backend's token prompts: greedy
     reasoning with ``stop=RANK1_STOPS`` and ``logprobs=20``, the score from the last step when both answers
     are in its top 20; for the other pairs a second call on the reasoning cut to its last sentence end plus
-    ``"\\n</think>"`` and the answer prefix, one step with the two answers' log-probabilities.
+    ``"\\n</think>"`` and the answer prefix, one step with the two answers' log-probabilities. (The backend's
+    engine reports logits in their place, ``logprobs_mode="processed_logits"``: the same top 20 and P(true).)
 
     Returns:
         Scores, generated tokens (end tokens not counted, as the vLLM backend counts them) and how many

@@ -103,10 +103,11 @@ def answer_sequence(tokenizer: Any, tokens: list[int], settings: JudgeSettings) 
     if tokenizer.decode(tokens, skip_special_tokens=False).endswith(close):
         return [*tokens, *tokenizer.encode(settings.answer_prefix, add_special_tokens=False)], text, fallback
     cut = (full[: full.index(close)] if close in full else cut_to_last_sentence(full)).rstrip()
-    kept = len(tokens)
-    while kept and not cut.startswith(tokenizer.decode(tokens[:kept], skip_special_tokens=True)):
+    kept, head = len(tokens), full  # head: the text of tokens[:kept]
+    while kept and not cut.startswith(head):
         kept -= 1
-    rest = cut[len(tokenizer.decode(tokens[:kept], skip_special_tokens=True)):]
+        head = tokenizer.decode(tokens[:kept], skip_special_tokens=True)
+    rest = cut[len(head):]
     return [*tokens[:kept], *tokenizer.encode(settings.reclose(rest), add_special_tokens=False)], text, fallback
 
 

@@ -275,10 +275,7 @@ class VLLMBackend:
         rows: list[tuple[str, int, bool]] = []
         for i, (prompt_ids, out) in enumerate(zip(ids, self.generate(ids, self.reasoning_params(settings)))):
             tokens, steps = list(out.outputs[0].token_ids), out.outputs[0].logprobs
-            if self.answer_in_round:
-                n = reasoning_end(self.tokenizer, tokens, steps, settings, self._eos)
-            else:  # stopped at the tag, an end token (which the transformers backend never keeps) or the budget
-                n = len(tokens) - (1 if tokens and tokens[-1] in self._eos else 0)
+            n = reasoning_end(self.tokenizer, tokens, steps, settings, self._eos)  # end tokens are never kept
             sequence, text, fallback = answer_sequence(self.tokenizer, tokens[:n], settings)
             if self.answer_in_round and answered_in_round(tokens, sequence, self._eos):
                 scores.append(p_true(steps[-1][true_id].logprob, steps[-1][false_id].logprob))

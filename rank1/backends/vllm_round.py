@@ -49,7 +49,8 @@ def reasoning_end(
 ) -> int:
     """How many of a round-one output's ``tokens`` are reasoning: up to the first step :class:`RequestState`
     forced (its sampled token's logit is +inf in ``steps``, vLLM's per-step ``Logprob`` maps), the first end
-    token the model chose, or the first point :func:`ends_here` holds."""
+    token the model chose, or the first point :func:`ends_here` holds. Without ``steps`` (a plain first
+    round, stopped at the tag, an end token or the budget) that is all its tokens but a final end token."""
     for k, token in enumerate(tokens):
         if ends_here(tokenizer, tokens[:k], settings) or token in eos:
             return k
