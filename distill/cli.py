@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from rank1.models import BASE_MODEL as DEFAULT_BASE
+
 app = typer.Typer(help="Distillation: teacher traces -> filter -> student training -> export.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -54,7 +56,7 @@ def generate(
     judged_only: bool = typer.Option(False, "--judged-only", help="Negatives only among judged documents."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pairs (seeded shuffle)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pair sampling."),
-    model: str = typer.Option("qwen2.5-coder-0.5b", "--model", help="rank1 teacher: embedded name, folder, hub id."),
+    model: str = typer.Option(DEFAULT_BASE, "--model", help="rank1 teacher: embedded name, folder, hub id."),
     backend: str = typer.Option("transformers", "--backend", help="rank1 teacher backend: transformers or vllm."),
     budget: int = typer.Option(1000, "--budget", help="rank1 teacher: most reasoning tokens (greedy decoding)."),
     dtype: str = typer.Option("auto", "--dtype", help="rank1 teacher dtype."),
@@ -144,7 +146,7 @@ def filter_cmd(
 def train(
     traces: Path = typer.Argument(..., help="Filtered traces JSONL (or alpaca JSON with --alpaca)."),
     out_path: Path = typer.Option(..., "--out", help="Adapter folder to write."),
-    model: str = typer.Option("qwen2.5-coder-0.5b", "--model", help="Student base model."),
+    model: str = typer.Option(DEFAULT_BASE, "--model", help="Student base model."),
     preset: str = typer.Option("rank1", "--preset", help="rank1 (Rank1's settings) or cpu-demo (small, quick)."),
     alpaca_in: bool = typer.Option(False, "--alpaca", help="The input is alpaca rows (Rank1's released format)."),
     labels_only: bool = typer.Option(False, "--labels-only", help="Train on the answer alone, no reasoning."),
@@ -174,6 +176,71 @@ def train(
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
         typer.echo(f"{result.rows} rows, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
                    f"{result.seconds:.0f}s -> {out_path}")
+
+    body()
+
+
+@app.command()
+def prepare(
+    data: Path = typer.Option(..., "--data", help="Folder with the MS MARCO files (shared/data/msmarco_train)."),
+    out_path: Path = typer.Option(..., "--out", help="Training groups JSONL to write."),
+    dev_out: Optional[Path] = typer.Option(None, "--dev-out", help="Also write the held-out dev split's rows here."),
+    negatives: int = typer.Option(3, "--negatives", help="Hard negatives per group (beside one positive)."),
+    dev_queries: int = typer.Option(100, "--dev-queries", help="Dev-file queries held out for model selection."),
+    sources: str = typer.Option("dev-bm25,windows,positives-mined", "--sources",
+                                help="Comma-separated: dev-bm25, windows, positives-mined (interleaved in this order)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every draw."),
+) -> None:
+    """Training groups (a positive and hard negatives per query) from MS MARCO, with a held-out dev split."""
+
+    @_cleanly
+    def body() -> None:
+        from distill.msmarco import PrepareConfig, prepare as run_prepare, write_groups
+
+        cfg = PrepareConfig(negatives=negatives, dev_queries=dev_queries, sources=tuple(sources.split(",")), seed=seed)
+        prepared = run_prepare(data, cfg)
+        write_groups(out_path, prepared.groups)
+        if dev_out is not None:
+            from rank1.io.atomic import atomic_write
+
+            with atomic_write(dev_out) as fh:
+                for row in prepared.dev_rows:
+                    fh.write(json.dumps(row._asdict(), ensure_ascii=False) + "\n")
+        typer.echo(json.dumps(prepared.summary()))
+
+    body()
+
+
+@app.command("train-labels")
+def train_labels(
+    groups: Path = typer.Argument(..., help="Training groups JSONL from `rank1 distill prepare`."),
+    out_path: Path = typer.Option(..., "--out", help="Adapter folder; rerunning with the same folder resumes."),
+    model: str = typer.Option(DEFAULT_BASE, "--model", help="Student base model."),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Optimiser steps (-1: one epoch)."),
+    groups_per_step: int = typer.Option(2, "--groups-per-step", help="Query groups per optimiser step."),
+    layers: int = typer.Option(8, "--layers", help="LoRA on the top N blocks only (0: all; fewer is faster)."),
+    rank: int = typer.Option(16, "--lora-rank"),
+    lr: float = typer.Option(2e-4, "--lr"),
+    max_passage_tokens: int = typer.Option(160, "--max-passage-tokens"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto: bfloat16 where the CPU has AMX/AVX512-BF16 or on CUDA, else float32."),
+    save_steps: int = typer.Option(10, "--save-steps", help="Checkpoint every N steps (resume point)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the labels student: the direct-mode score on query groups (listwise + pointwise loss), LoRA."""
+
+    @_cleanly
+    def body() -> None:
+        from distill.direct_train import DirectTrainConfig, train_direct
+        from distill.msmarco import read_groups
+
+        cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
+                                lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
+                                dtype=dtype, save_steps=save_steps, seed=seed)
+        result = train_direct(read_groups(groups), model, out_path, cfg, echo=_echo)
+        first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
+        typer.echo(f"{result.rows} groups, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
+                   f"{result.pairs_per_second:.2f} pairs/s, {result.seconds:.0f}s"
+                   + (f" (resumed from {result.resumed_from})" if result.resumed_from else "") + f" -> {out_path}")
 
     body()
 

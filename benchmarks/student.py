@@ -1,0 +1,151 @@
+"""Students against BM25 and the zero-shot base: MS MARCO dev split, DL19, DL20 and NevIR.
+
+Not a test. For each model it reranks, in direct mode (or ``--mode``):
+
+* ``msmarco-dev``: the first ``--dev-queries`` queries (with a labelled positive) of the held-out dev split of ``distill.msmarco``
+  (queries never trained on), BM25 top-20 with MS MARCO's sparse labels. The file gives BM25 ranks only, so
+  the first-stage scores are recomputed with rank1's BM25 over the union of the dev file's passages (used for
+  the fusion grid). **The fusion weight is chosen here** and only applied to the test collections.
+* ``dl19``, ``dl20``: BM25 top ``--depth`` of every judged query (nDCG@10, official qrels).
+* ``nevir``: paired accuracy on the first ``--nevir-pairs`` test pairs.
+
+Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight,
+95% bootstrap confidence intervals of the paired difference to BM25 (queries resampled, 2,000 draws, seed 0),
+pairs/s, and writes ``--out`` after every model/collection. Judgements go through a score store, so an
+interrupted run resumes.
+
+Example::
+
+    python benchmarks/student.py --models qwen2.5-coder-0.5b rank1-0.5b-msmarco --dev-queries 40 \\
+        --depth 20 --nevir-pairs 200 --out benchmarks/results/student.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from typing import Any
+
+from _common import NEVIR_TEST, SHARED, header, load_trec_dl, top, write_json
+from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
+from rank1.records import Document, Query
+from rank1.reranker import Reranker, RerankerConfig
+from rank1.results import refuse
+from rank1.store import ScoreStore, default_store_path
+
+WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def msmarco_dev(queries: int, seed: int = 0, held_out: int = 100) -> dict[str, Any]:
+    """The held-out dev split's first ``queries`` queries that have a labelled positive in their BM25 top-20,
+    as a collection (run, corpus, topics, qrels)."""
+    from distill.msmarco import DEV_FILE, dev_split, read_dev
+    from rank1.retrieve.bm25 import BM25Index
+
+    rows = read_dev(SHARED / "msmarco_train" / DEV_FILE)
+    positive = {r.qid for r in rows if r.label}
+    dev_qids = [q for q in dev_split(rows, held_out, seed)[0] if q in positive][:queries]
+    index = BM25Index.build({r.docid: Document(r.docid, r.text) for r in rows}, progress=False)
+    chosen = [r for r in rows if r.qid in set(dev_qids)]
+    topics = {r.qid: Query(r.qid, r.query) for r in chosen}
+    corpus = {r.docid: Document(r.docid, r.text) for r in chosen}
+    run: dict[str, dict[str, float]] = {}
+    for qid in dev_qids:
+        cands = {r.docid for r in chosen if r.qid == qid}
+        scores = dict(index.search(topics[qid].text, k=index.n_docs))
+        run[qid] = {d: float(scores.get(d, 0.0)) for d in sorted(cands)}
+    qrels = {q: {r.docid: r.label for r in chosen if r.qid == q} for q in dev_qids}
+    return {"run": run, "corpus": corpus, "topics": topics, "qrels": qrels, "depth": 20}
+
+
+def bootstrap_ci(a: dict[str, float], b: dict[str, float], draws: int = 2000, seed: int = 0) -> list[float]:
+    """95% interval of mean(a - b) over queries, queries resampled with replacement."""
+    qids = sorted(a)
+    diffs = [a[q] - b.get(q, 0.0) for q in qids]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(draws))
+    return [round(means[int(0.025 * draws)], 4), round(means[int(0.975 * draws) - 1], 4)]
+
+
+def per_query(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    """nDCG@10 per query."""
+    return {row.query_id: row.value for row in evaluate(run, qrels, ["nDCG@10"], per_query=True)[1]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", required=True, help="model specs (embedded names, folders)")
+    ap.add_argument("--collections", default="msmarco-dev,dl19,dl20,nevir")
+    ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
+    ap.add_argument("--budget", type=int, default=128)
+    ap.add_argument("--dev-queries", type=int, default=40)
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--queries", type=int, default=0, help="DL19/DL20: only the first N judged queries (0: all)")
+    ap.add_argument("--nevir-pairs", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--store", default=str(default_store_path()))
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    names = args.collections.split(",")
+
+    report: dict[str, Any] = {**header(), "mode": args.mode, "budget": args.budget if args.mode == "reasoning" else 0,
+                              "depth": args.depth, "queries_limit": args.queries, "dev_queries": args.dev_queries, "nevir_pairs": args.nevir_pairs,
+                              "models": {}}
+    data: dict[str, dict[str, Any]] = {}
+    if "msmarco-dev" in names:
+        data["msmarco-dev"] = msmarco_dev(args.dev_queries)
+    for name in ("dl19", "dl20"):
+        if name in names:
+            c = load_trec_dl(name, args.queries)
+            run = {q: {d: c.run[q][d] for d in top(docs, args.depth)} for q, docs in c.run.items()}
+            data[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "qrels": c.qrels, "depth": args.depth}
+    if "nevir" in names:
+        topics, corpus, pairs = read_nevir_pairs(NEVIR_TEST)
+        pairs = pairs[: args.nevir_pairs]
+        data["nevir"] = {"run": {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)},
+                         "corpus": corpus, "topics": topics, "pairs": pairs, "depth": 2}
+
+    with ScoreStore(args.store) as store:
+        for spec in args.models:
+            reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget,
+                                               batch_size=args.batch_size))
+            entry: dict[str, Any] = {**reranker.meta, "collections": {}}
+            report["models"][spec] = entry
+            for name, c in data.items():
+                start = time.perf_counter()
+                result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
+                row: dict[str, Any] = {"pairs": result.stats.pairs, "judged": result.stats.judged,
+                                       "seconds": round(time.perf_counter() - start, 1),
+                                       "generated_tokens": result.stats.generated_tokens,
+                                       "fallbacks": result.stats.fallbacks}
+                if result.stats.judged:
+                    row["pairs_per_second"] = round(result.stats.judged / row["seconds"], 3)
+                if name == "nevir":
+                    row["paired_accuracy"] = paired_accuracy(result.scores(), c["pairs"])
+                else:
+                    qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
+                    fused = {str(w): refuse(result, c["run"], w) for w in WEIGHTS}
+                    row["ndcg10_bm25"] = evaluate(c["run"], qrels, ["nDCG@10"])["nDCG@10"]
+                    row["ndcg10_by_fusion_weight"] = {w: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]
+                                                      for w, r in fused.items()}
+                    row["ndcg10"] = row["ndcg10_by_fusion_weight"]["0.0"]
+                    row["ndcg10_ci95_vs_bm25"] = bootstrap_ci(per_query(fused["0.0"], qrels), bm25)
+                    if name == "msmarco-dev":
+                        row["mrr10_bm25"] = evaluate(c["run"], qrels, ["RR@10"])["RR@10"]
+                        row["mrr10"] = evaluate(fused["0.0"], qrels, ["RR@10"])["RR@10"]
+                        grid = row["ndcg10_by_fusion_weight"]
+                        entry["fusion_weight"] = max(WEIGHTS, key=lambda w: (grid[str(w)], -w))
+                        entry["fusion_weight_chosen_on"] = f"msmarco-dev ({args.dev_queries} held-out queries)"
+                    w = entry.get("fusion_weight")
+                    if w is not None:
+                        row["ndcg10_fused"] = row["ndcg10_by_fusion_weight"][str(w)]
+                        row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(per_query(fused[str(w)], qrels), bm25)
+                entry["collections"][name] = row
+                print(spec, name, {k: v for k, v in row.items() if k != "ndcg10_by_fusion_weight"}, flush=True)
+                write_json(args.out, report)
+            reranker.close()
+
+
+if __name__ == "__main__":
+    main()

