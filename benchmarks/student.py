@@ -16,7 +16,7 @@ interrupted run resumes.
 
 Example::
 
-    python benchmarks/student.py --models qwen2.5-coder-0.5b rank1-0.5b-msmarco --dev-queries 40 \\
+    python benchmarks/student.py --models qwen2.5-coder-0.5b rank1-0.5b-labels --dev-queries 20 \\
         --depth 20 --nevir-pairs 200 --out benchmarks/results/student.json
 """
 
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
 
     with ScoreStore(args.store) as store:
         for spec in args.models:
-            reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget,
-                                               batch_size=args.batch_size))
+            reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
+                                               batch_size=args.batch_size))  # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "collections": {}}
             report["models"][spec] = entry
             for name, c in data.items():

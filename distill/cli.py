@@ -265,3 +265,23 @@ def export(
                    + (f", 4-bit copy {result['path_4bit']}" if result["path_4bit"] else ""))
 
     body()
+
+
+@app.command()
+def package(
+    adapter: Path = typer.Argument(..., help="Adapter folder from `rank1 distill train-labels` or `train`."),
+    out_path: Path = typer.Option(..., "--out", help="Folder to write, e.g. rank1/data/students/NAME."),
+    card: Path = typer.Option(..., "--card", help="Model card (markdown) to ship as README.md."),
+    base: str = typer.Option(DEFAULT_BASE, "--base", help="Registry name of the base model (recorded in the config)."),
+) -> None:
+    """Ship an adapter inside rank1: bf16 weights, config, training log and card; prints the registry entry."""
+
+    @_cleanly
+    def body() -> None:
+        from distill.export import package_adapter
+
+        info = package_adapter(adapter, out_path, card.read_text(encoding="utf-8"), base_name=base)
+        typer.echo(f'Student("{out_path.name}", base="{base}", size={info["size"]}, sha256="{info["sha256"]}")  '
+                   "# add to rank1.students.STUDENTS")
+
+    body()

@@ -49,6 +49,9 @@ class DirectTrainConfig:
         save_steps: Checkpoint every this many steps (the two newest are kept).
         seed: Seed of LoRA initialisation and dropout.
         template: Raw prompt template.
+        init_adapter: Start from this adapter's LoRA weights (a folder with ``adapter_model.safetensors``, e.g. a
+            checkpoint of an earlier run with the same LoRA settings) instead of a fresh initialisation: a new
+            schedule on top of an earlier phase.
     """
 
     lora_rank: int = 16
@@ -66,6 +69,7 @@ class DirectTrainConfig:
     save_steps: int = 10
     seed: int = 0
     template: str = "rank1"
+    init_adapter: str | None = None
 
 
 def cpu_has_bf16() -> bool:
@@ -203,6 +207,14 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
 
     set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
     model = _lora_model(model, config)
+    if config.init_adapter:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(config.init_adapter) / "adapter_model.safetensors"))
+        missing = set_peft_model_state_dict(model, state).unexpected_keys
+        if missing:
+            raise ValueError(f"{config.init_adapter}: adapter does not fit these LoRA settings ({len(missing)} keys)")
     collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
     true_id, false_id = collator.answer_ids
     result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})

@@ -146,12 +146,13 @@ def _quantized_copy(src: Path, cuda: bool) -> str:
     return str(out)
 
 
-def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dtype: str = "bfloat16") -> dict[str, Any]:
+def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dtype: str = "bfloat16",
+                    base_name: str | None = None) -> dict[str, Any]:
     """Copy an adapter into a folder that ships inside rank1 (``rank1/data/students/<name>``).
 
     The LoRA weights are cast to ``dtype`` (bfloat16 halves the size), and ``adapter_config.json``,
-    ``train_log.json`` and ``card`` (the model card, ``README.md``) go beside them; the folder is written
-    atomically.
+    ``train_log.json`` and ``card`` (the model card, ``README.md``) go beside them (``base_name`` replaces the
+    local base path in ``adapter_config.json``); the folder is written atomically.
 
     Returns:
         ``{"path", "size", "sha256"}`` of ``adapter_model.safetensors``: the registry entry's fields
@@ -170,6 +171,10 @@ def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dty
         for name in ("adapter_config.json", "train_log.json"):
             if (src / name).is_file():
                 shutil.copy(src / name, tmp / name)
+        config = json.loads((tmp / "adapter_config.json").read_text())
+        if base_name:  # not this machine's cache path: the registry name of the base
+            config["base_model_name_or_path"] = base_name
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(card, encoding="utf-8")
         for path in tmp.iterdir():
             path.chmod(0o644)

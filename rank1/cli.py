@@ -109,8 +109,9 @@ def rerank(
     depth: int = typer.Option(100, "--depth", help="Rerank the top DEPTH of each query; the rest stay below in order."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
     backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
-    mode: str = typer.Option("reasoning", "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
-                             "for the top of each list)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
+                                       "for the top of each list). Default: the model's best (a shipped student's "
+                                       "measured mode), else reasoning."),
     budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
@@ -118,7 +119,9 @@ def rerank(
     template: Optional[str] = typer.Option(None, "--template", help="rank1 (default), rank1-chat, rank1-chat-answer, think-chat-answer, defended-chat."),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
-    fusion_weight: float = typer.Option(0.0, "--fusion-weight", help="Weight of the min-max normalised first-stage score."),
+    fusion_weight: Optional[float] = typer.Option(None, "--fusion-weight", help="Weight of the min-max normalised "
+                                                  "first-stage score. Default: a shipped student's weight (chosen on "
+                                                  "the MS MARCO dev split), else 0."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit or 8bit (bitsandbytes; transformers backend)."),
@@ -250,7 +253,7 @@ def p_mrr(
 def demo(
     out_dir: Path = typer.Option(Path("rank1-demo"), "--out-dir", help="Where the demo writes its runs and traces."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec."),
-    mode: str = typer.Option("reasoning", "--mode", help="reasoning or direct."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="reasoning or direct (default: the model's best)."),
     budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -258,11 +261,11 @@ def demo(
     from rank1.pipeline import demo as run_demo
     from rank1.reranker import RerankerConfig
 
-    res = run_demo(out_dir, RerankerConfig(model=model, mode=mode, budget=budget), progress=progress)
-    from rank1.pipeline import DEMO_FUSION_WEIGHT
-
-    out.print(_table("sample collection", {"BM25": res["bm25"], f"BM25 >> rank1 ({mode})": res["rank1"],
-                                           f"BM25 >> rank1, blended with BM25 (w={DEMO_FUSION_WEIGHT})": res["fused"]}))
+    config = RerankerConfig(model=model, mode=mode, budget=budget)
+    res = run_demo(out_dir, config, progress=progress)
+    out.print(_table(f"sample collection, {model}", {
+        "BM25": res["bm25"], f"BM25 >> rank1 ({config.mode}, P(true) alone)": res["rank1"],
+        f"BM25 >> rank1, blended with BM25 (w={res['fusion_weight']})": res["fused"]}))
     example = max(res["result"].traces(), key=lambda t: t["score"])
     out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
     out.print(example["reasoning"] or "(direct mode: no reasoning)", highlight=False, markup=False)

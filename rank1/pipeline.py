@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,17 +174,20 @@ def rerank_files(
 
 
 DEMO_FUSION_WEIGHT = 0.5
-"""The BM25 weight of the demo's blended run: the weight chosen on DL19 (``benchmarks/quality.py``)."""
+"""The BM25 weight of the demo's blended run for a model that recommends none (a shipped student brings its
+own, chosen on the MS MARCO dev split)."""
 
 
 def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> dict[str, Any]:
     """BM25 -> rerank -> evaluate on the bundled sample collection, fully offline.
 
-    Besides the reranked run (``config``'s fusion weight, 0 by default: P(true) alone) it writes the same
-    judgements blended with BM25 at :data:`DEMO_FUSION_WEIGHT` (``rank1-fused.trec``, no model call).
+    It writes the reranked run by P(true) alone (``rank1.trec``) and the same judgements blended with BM25
+    (``rank1-fused.trec``, no model call) at ``config``'s fusion weight, or :data:`DEMO_FUSION_WEIGHT` when
+    that is 0.
 
     Returns:
-        ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "result": RerankResult, "paths": {...}}``.
+        ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "fusion_weight": w, "result":
+        RerankResult, "paths": {...}}``.
     """
     from rank1.results import refuse
 
@@ -197,17 +200,19 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
     first = out_dir / "bm25.trec"
     retrieve(corpus, topics, first, k=10, index_dir=out_dir / "bm25-index", progress=progress)
     reranked = out_dir / "rank1.trec"
-    result = rerank_files(reranked, config, run=first, corpus=corpus, topics=topics,
+    weight = config.fusion_weight or DEMO_FUSION_WEIGHT
+    result = rerank_files(reranked, replace(config, fusion_weight=0.0), run=first, corpus=corpus, topics=topics,
                           traces=out_dir / "traces.jsonl", depth=10, progress=progress)
     blended = out_dir / "rank1-fused.trec"
     first_run = read_run(first)
-    write_run(blended, refuse(result, first_run, DEMO_FUSION_WEIGHT), tag="rank1-fused")
+    write_run(blended, refuse(result, first_run, weight), tag="rank1-fused")
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
     return {
         "bm25": evaluate(first_run, judged, measures),
         "rank1": evaluate(read_run(reranked), judged, measures),
         "fused": evaluate(read_run(blended), judged, measures),
+        "fusion_weight": weight,
         "result": result,
         "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": out_dir / "traces.jsonl"},
     }

@@ -25,6 +25,7 @@ from rank1.scoring import MODES, Judgement
 RERANK_MODES: tuple[str, ...] = (*MODES, "adaptive")
 """Reranker modes: the backend modes and ``adaptive`` (direct first, reasoning where it matters)."""
 from rank1.store import ScoreStore, StoreKey, StoreSettings
+from rank1.students import recommended_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,13 +54,15 @@ class RerankerConfig:
         backend: Backend name (``transformers`` or ``vllm``).
         mode: ``direct`` (no reasoning, one forward pass), ``reasoning``, or ``adaptive`` (direct for every
             pair, then reasoning for the pairs that can change the ranking; see :mod:`rank1.adaptive`).
+            ``None``: the model's measured-best mode (a shipped student's ``mode``), else ``reasoning``.
         budget: Most reasoning tokens per pair (reasoning and adaptive modes).
         template: Prompt template name; ``None`` picks the raw Rank1 template (``rank1``), measured on DL19
             to be as good as the chat templates for the embedded instruct models (``benchmarks/README.md``).
         batch_size: Pairs per forward pass.
         max_passage_tokens: Passages are truncated to this many tokens (each cut is counted).
         fusion_weight: Weight ``w`` of the first-stage score in ``(1-w)*P(true) + w*minmax(first stage)``;
-            0 ranks by P(true) alone.
+            0 ranks by P(true) alone. ``None``: a shipped student's weight (chosen on the MS MARCO dev
+            split), else 0. Both ``None`` fields are resolved when the config is made.
         cache_dir: Where converted models are cached (default ``~/.cache/rank1/models``).
         backend_options: Passed to the backend (``dtype``, ``device``, ``quantize``...).
         adaptive_top: Adaptive mode: reason on this many top pairs of each query (by direct P(true)).
@@ -68,19 +71,25 @@ class RerankerConfig:
 
     model: str = DEFAULT_MODEL
     backend: str = "transformers"
-    mode: str = "reasoning"
+    mode: str | None = None
     budget: int = 256
     template: str | None = None
     batch_size: int = 8
     max_passage_tokens: int = 512
-    fusion_weight: float = 0.0
+    fusion_weight: float | None = None
     cache_dir: str | None = None
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     adaptive_top: int = 10
     adaptive_band: float = 0.0
 
     def __post_init__(self) -> None:
-        """Check every setting, so that a bad one fails before any input is read or model loaded."""
+        """Fill ``mode`` and ``fusion_weight`` left at ``None`` from the model's recommendation, then check
+        every setting, so that a bad one fails before any input is read or model loaded."""
+        mode, weight = recommended_settings(self.model)
+        if self.mode is None:
+            object.__setattr__(self, "mode", mode)
+        if self.fusion_weight is None:
+            object.__setattr__(self, "fusion_weight", weight)
         if self.mode not in RERANK_MODES:
             raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
         if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:
@@ -114,8 +123,10 @@ class Reranker:
 
     def __init__(self, config: RerankerConfig | None = None, *, _backend: Backend | None = None,
                  _model_ref: Any = None, load: bool = True, **overrides: Any) -> None:
-        cfg = config or RerankerConfig()
-        self.config = RerankerConfig(**{**asdict(cfg), **overrides}) if overrides else cfg
+        if config is None:  # the model's recommended mode and fusion weight apply to the model asked for
+            self.config = RerankerConfig(**overrides)
+        else:
+            self.config = RerankerConfig(**{**asdict(config), **overrides}) if overrides else config
         self.model_ref = _model_ref or resolve_model(self.config.model, cache_dir=self.config.cache_dir)
         name = self.config.template or (DEFAULT_EMBEDDED_TEMPLATE if self.model_ref.source == "embedded" else "rank1")
         self.template = get_template(name)
@@ -141,7 +152,10 @@ class Reranker:
         Example:
             >>> deeper = reranker.replace(mode="reasoning", budget=512)  # doctest: +SKIP
         """
-        config = RerankerConfig(**{**asdict(self.config), **overrides})
+        settings = asdict(self.config)
+        if overrides.get("model", self.config.model) != self.config.model:  # recommendations follow the model
+            settings.update({k: None for k in ("mode", "fusion_weight") if k not in overrides})
+        config = RerankerConfig(**{**settings, **overrides})
         same_model = all(
             getattr(config, k) == getattr(self.config, k) for k in ("model", "backend", "cache_dir", "backend_options")
         )

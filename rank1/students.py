@@ -60,7 +60,12 @@ class Student:
         return REGISTRY[self.base].pip_command()
 
 
-STUDENTS: dict[str, Student] = {s.name: s for s in ()}
+STUDENTS: dict[str, Student] = {s.name: s for s in (
+    Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
+            sha256="0557c0d9ede5995eda1ababf854a1f9248bea4b091a4e881e77c4a401f1be6e0",
+            description="EXPERIMENTAL labels student (direct mode) on MS MARCO, 260 CPU steps; see its card",
+            mode="direct", fusion_weight=0.6),
+)}
 
 
 def _file_sha256(path: Path) -> tuple[str, int]:
@@ -115,3 +120,10 @@ def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> tu
     directory = ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
                               lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
     return directory, source
+
+
+def recommended_settings(model: str) -> tuple[str, float]:
+    """``(mode, fusion_weight)`` a model is best used with: a shipped student's measured settings, else
+    reasoning mode and no fusion."""
+    student = STUDENTS.get(model)
+    return (student.mode, student.fusion_weight) if student else ("reasoning", 0.0)

@@ -85,14 +85,15 @@ def smollm2_ref(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def reranker():
-    """The real default embedded model in direct mode, loaded once per session.
+    """The real embedded base model (``qwen2.5-coder-0.5b``) in direct mode, loaded once per session.
 
     The first run on a machine converts the GGUF into ``~/.cache/rank1/models`` (about a minute); later
     sessions load the cached safetensors. Other settings share this model through ``Reranker.replace``.
     """
+    from rank1.models import BASE_MODEL
     from rank1.reranker import Reranker
 
-    return Reranker(mode="direct", batch_size=4)
+    return Reranker(model=BASE_MODEL, mode="direct", batch_size=4)
 
 
 @pytest.fixture(autouse=True)

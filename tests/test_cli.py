@@ -95,6 +95,8 @@ def test_demo_writes_the_reranked_and_the_blended_run(tmp_path: Path, smollm2_re
     p_true = {(t["qid"], t["docid"]): t["p_true"] for t in res["result"].traces()}
     for qid, docs in first.items():
         lo, hi = min(docs.values()), max(docs.values())
-        expected = {d: (1 - DEMO_FUSION_WEIGHT) * p_true[qid, d] + DEMO_FUSION_WEIGHT * (s - lo) / (hi - lo)
+        w = res["fusion_weight"]
+        assert w == DEMO_FUSION_WEIGHT  # smollm2 recommends no weight of its own
+        expected = {d: (1 - w) * p_true[qid, d] + w * (s - lo) / (hi - lo)
                     for d, s in docs.items()}
         assert sorted(blended[qid], key=lambda d: -blended[qid][d]) == sorted(expected, key=lambda d: (-expected[d], d))

