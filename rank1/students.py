@@ -63,7 +63,7 @@ class Student:
 STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="0557c0d9ede5995eda1ababf854a1f9248bea4b091a4e881e77c4a401f1be6e0",
-            description="EXPERIMENTAL labels student (direct mode) on MS MARCO, 260 CPU steps; see its card",
+            description="labels student, direct mode fused with BM25 (w=0.6); MS MARCO, first round; see its card",
             mode="direct", fusion_weight=0.6),
 )}
 
