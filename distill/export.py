@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from distill.train import read_train_log
 
@@ -66,14 +67,18 @@ def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "
                        data=data or "Teacher traces filtered by `rank1 distill filter`; see the training log.")
 
 
-def _atomic_dir(out: Path) -> Path:
+@contextmanager
+def _atomic_folder(out: Path) -> Iterator[Path]:
+    """A temporary sibling folder of ``out`` to fill: renamed to ``out`` (replacing it) when the block ends,
+    removed if the block fails, so ``out`` is complete or absent."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     tmp.chmod(0o755)
-    return tmp
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -109,18 +114,13 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
     model, tokenizer = load_model(resolve_model(spec), dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     out = Path(out_dir)
-    tmp = _atomic_dir(out)
-    try:
+    with _atomic_folder(out) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         card = model_card(adapter_dir, out.name, str(out), data)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if log:
             shutil.copy(Path(adapter_dir) / "train_log.json", tmp / "train_log.json")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result: dict[str, Any] = {"path": str(out), "path_4bit": None,
                               "bytes": sum(p.stat().st_size for p in out.glob("*.safetensors"))}
     if quantize_4bit:
@@ -134,15 +134,10 @@ def _quantized_copy(src: Path, cuda: bool) -> str:
 
     model, tokenizer = load_model(resolve_model(str(src)), quantize="4bit", device="cuda" if cuda else "cpu")
     out = src.with_name(src.name + "-4bit")
-    tmp = _atomic_dir(out)
-    try:
+    with _atomic_folder(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         shutil.copy(src / "README.md", tmp / "README.md")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return str(out)
 
 
@@ -165,8 +160,7 @@ def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dty
 
     src, out = Path(adapter_dir), Path(out_dir)
     tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in load_file(str(src / "adapter_model.safetensors")).items()}
-    tmp = _atomic_dir(out)
-    try:
+    with _atomic_folder(out) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         for name in ("adapter_config.json", "train_log.json"):
             if (src / name).is_file():
@@ -178,9 +172,5 @@ def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dty
         (tmp / "README.md").write_text(card, encoding="utf-8")
         for path in tmp.iterdir():
             path.chmod(0o644)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     blob = (out / "adapter_model.safetensors").read_bytes()
     return {"path": str(out), "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}

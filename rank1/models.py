@@ -312,8 +312,7 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
     if spec in REGISTRY:
         return cached_ref(spec, _embedded(REGISTRY[spec], root, keep_gguf), "embedded")
     if spec in STUDENTS:
-        directory, _ = resolve_student(STUDENTS[spec], root, keep_gguf)
-        return cached_ref(spec, directory, "student")
+        return cached_ref(spec, resolve_student(STUDENTS[spec], root, keep_gguf), "student")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):

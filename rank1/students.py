@@ -31,8 +31,8 @@ class Student:
         sha256: Its sha256.
         description: One line for ``rank1 models``.
         mode: The mode it was measured best in (``rank1`` uses it when no mode is given).
-        fusion_weight: BM25 fusion weight chosen on the MS MARCO dev split (``--fusion-weight``'s
-            recommendation; the library default stays 0).
+        fusion_weight: BM25 fusion weight chosen on the MS MARCO dev split (what ``rank1`` uses when no
+            ``--fusion-weight`` / ``fusion_weight`` is given).
     """
 
     name: str
@@ -68,27 +68,18 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
 )}
 
 
-def _file_sha256(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def verify(student: Student) -> str:
     """Check the adapter's size and sha256; returns the sha256.
 
     Raises:
         ModelError: The adapter is missing or does not match the registry.
     """
-    from rank1.models import ModelError
+    from rank1.models import ModelError, _sha256
 
     path = student.folder / ADAPTER_FILE
     if not path.is_file():
         raise ModelError(f"model {student.name!r}: adapter {path} is missing (reinstall rank1)")
-    digest, size = _file_sha256(path)
+    digest, size = _sha256([path], f"verifying {student.name}")
     if (digest, size) != (student.sha256, student.size):
         raise ModelError(f"model {student.name!r}: adapter checksum mismatch ({size} bytes, sha256 {digest}; "
                          f"expected {student.size}, {student.sha256}); reinstall rank1")
@@ -110,16 +101,15 @@ def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = 
         (out / "README.md").write_bytes(card.read_bytes())
 
 
-def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> tuple[Path, str]:
-    """The merged student folder in the cache (made on first use) and its source sha256."""
+def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> Path:
+    """The merged student folder in the cache (made on first use), keyed by the base's and adapter's sha256."""
     from rank1.models import ensure_cached, read_manifest, resolve_model
 
     base = resolve_model(student.base, cache_dir=root, keep_gguf=keep_gguf)
     base_sha = str((read_manifest(Path(base.path)) or {}).get("source_sha256"))
     source = hashlib.sha256(f"{base_sha}+{verify(student)}".encode()).hexdigest()
-    directory = ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
-                              lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
-    return directory, source
+    return ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
+                         lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
 
 
 def recommended_settings(model: str) -> tuple[str, float]:
