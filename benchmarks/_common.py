@@ -52,9 +52,20 @@ def top(docs: dict[str, float], k: int) -> list[str]:
     return [d for d, _ in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
+def command(argv: list[str] | None = None) -> str:
+    """The command that ran this script, as ``python -m benchmarks.NAME ARGS`` (run from the repository root).
+
+    Args:
+        argv: The arguments (default: this process's).
+    """
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    script = ["-m", spec.name] if spec is not None and spec.name else [sys.argv[0]]
+    return "python " + shlex.join([*script, *(sys.argv[1:] if argv is None else argv)])
+
+
 def header() -> dict[str, Any]:
     """The fields every results JSON starts with: the exact command, the date and the machine."""
-    return {"command": "python " + shlex.join(sys.argv), "date": dt.date.today().isoformat(),
+    return {"command": command(), "date": dt.date.today().isoformat(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU"}
 
 

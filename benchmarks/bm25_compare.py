@@ -8,7 +8,7 @@ Lucene (and bm25s ``method="lucene"``) ``log(1 + (N - n + 0.5) / (n + 0.5))``.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bm25_compare.py [--data ../shared/data] [--out benchmarks/results/bm25_compare.json]
+    .venv/bin/python -m benchmarks.bm25_compare [--data ../shared/data] [--out benchmarks/results/bm25_compare.json]
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -27,17 +25,16 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import bm25s
+import numpy as np
+
+from benchmarks._common import command
+from rank1.io import atomic_write, read_corpus, read_qrels, read_topics
+from rank1.metrics import evaluate
+from rank1.records import Document, Query
+from rank1.retrieve import BM25Index, BM25Params, Tokenizer
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import bm25s  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rank1.metrics import evaluate  # noqa: E402
-from rank1.io import atomic_write, read_corpus, read_qrels, read_topics  # noqa: E402
-from rank1.records import Document, Query  # noqa: E402
-from rank1.retrieve import BM25Index, BM25Params, Tokenizer  # noqa: E402
 
 MEASURES = ("nDCG@10", "R@100", "AP")
 COLLECTIONS = {
@@ -135,11 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer, params = Tokenizer(), BM25Params(k1=args.k1, b=args.b)
     started = time.perf_counter()
     results = {name: compare(name, args.data, tokenizer, params, args.k) for name in args.collections}
-    exe = Path(sys.executable)
-    exe_shown = os.path.relpath(exe, Path.cwd()) if exe.is_relative_to(Path.cwd()) else str(exe)
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
     report = {
-        "command": shlex.join([exe_shown, script, *(argv if argv is not None else sys.argv[1:])]),
+        "command": command(argv),
         "cwd": "repository root" if Path.cwd().resolve() == REPO else str(Path.cwd()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tokenizer_signature": tokenizer.signature(),

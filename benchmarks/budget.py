@@ -10,7 +10,7 @@ final judgements, so the curve is exact; its time is not measured separately).
 
 Example::
 
-    python benchmarks/budget.py --queries 8 --depth 10 --nevir-pairs 20 --budgets 32 128
+    python -m benchmarks.budget --queries 8 --depth 10 --nevir-pairs 20 --budgets 32 128
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import NEVIR_TEST, RESULTS, header, load_trec_dl, top, write_json
+from benchmarks._common import NEVIR_TEST, RESULTS, header, load_trec_dl, top, write_json
 from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
+from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
 from rank1.store import ScoreStore, default_store_path
 
@@ -97,7 +98,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--template", default=None)
     ap.add_argument("--queries", type=int, default=8, help="first N judged queries of DL19 and DL20")
     ap.add_argument("--depth", type=int, default=10)

@@ -9,7 +9,7 @@ reranker alone and fused with BM25 at ``--fusion-weight`` (0.5, the weight chose
 
 Example::
 
-    OMP_NUM_THREADS=2 python benchmarks/depth.py --queries 5
+    OMP_NUM_THREADS=2 python -m benchmarks.depth --queries 5
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, TREC_DL, header, load_trec_dl, write_json
+from benchmarks._common import RESULTS, TREC_DL, header, load_trec_dl, write_json
 from rank1.metrics import evaluate
+from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker, RerankerConfig
-from rank1.results import refuse
+from rank1.results import reweight
 from rank1.store import ScoreStore
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--collections", nargs="+", default=["dl19", "dl20"], choices=sorted(TREC_DL))
     ap.add_argument("--depths", nargs="+", type=int, default=[10, 20, 50, 100])
     ap.add_argument("--queries", type=int, default=10, help="first N judged queries of each collection (0: all)")
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
     ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
     ap.add_argument("--budget", type=int, default=128)
@@ -72,7 +73,7 @@ def row(name: str, depth: int, run: dict, qrels: dict, bm25: float, result: Any,
             "pairs_per_s": round(result.stats.pairs / seconds, 3), "seconds_per_query": round(seconds / len(run), 2),
             "generated_tokens": result.stats.generated_tokens, "truncated": result.stats.truncated,
             "ndcg10_bm25": bm25, "ndcg10_rerank": evaluate(result.scores(), qrels, ["nDCG@10"])["nDCG@10"],
-            "ndcg10_fused": evaluate(refuse(result, run, weight), qrels, ["nDCG@10"])["nDCG@10"]}
+            "ndcg10_fused": evaluate(reweight(result, run, weight), qrels, ["nDCG@10"])["nDCG@10"]}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ filtered traces, reasoning + answer (``student_traces``) and (b) on the labels o
 test pairs (paired accuracy); ``base`` and (a) also in reasoning mode (``--eval-budget``, vLLM backend). Every stage is resumable (its outputs are kept in ``--work``), so the script can
 be run again after an interruption. Writes ``benchmarks/results/distill.json``.
 
-    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=2 python benchmarks/distill_experiment.py --pairs 48 \
+    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=2 python -m benchmarks.distill_experiment --pairs 48 \
         --budget 256 --teacher-backend vllm --teacher-template think-chat-answer
 """
 
@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+
+from rank1.models import BASE_MODEL
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -77,7 +79,7 @@ def evaluate_model(model: str, args: argparse.Namespace, cache: Path, budget: in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="qwen2.5-coder-1.5b")
-    ap.add_argument("--student", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--student", default=BASE_MODEL)
     ap.add_argument("--pairs", type=int, default=48)
     ap.add_argument("--budget", type=int, default=128)
     ap.add_argument("--teacher-dtype", default="auto")
@@ -118,7 +120,7 @@ def main() -> None:
     from distill.train import preset, train
     from distill.export import export
 
-    from _common import header
+    from benchmarks._common import header
 
     report: dict[str, Any] = {**header(), "settings": vars(args), "runs": {}, "stages": {}}
     pairs, topics, passages = training_pairs(args.pairs, args.seed)

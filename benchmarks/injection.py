@@ -13,7 +13,7 @@ rerun (or a crash) costs only the missing pairs.
 
 Example::
 
-    python benchmarks/injection.py --queries 20 --depth 10 --templates rank1 defended
+    python -m benchmarks.injection --queries 20 --depth 10 --templates rank1 defended
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import argparse
 import time
 from statistics import mean
 
-from _common import RESULTS, header, load_trec_dl, top, write_json
+from benchmarks._common import RESULTS, header, load_trec_dl, top, write_json
 from rank1.metrics import evaluate
+from rank1.models import BASE_MODEL
 from rank1.records import Document
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.store import ScoreStore, default_store_path
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=20, help="first N judged DL19 queries (0: all)")
     ap.add_argument("--depth", type=int, default=10)
     ap.add_argument("--templates", nargs="+", default=["rank1", "defended"])
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--store", default=str(default_store_path()), help="score store (SQLite) to reuse")
     ap.add_argument("--out", default=str(RESULTS / "injection.json"))

@@ -7,7 +7,7 @@ is chosen on the tuning collection (DL19 by default) and only *applied* to the o
 
 Example::
 
-    python benchmarks/quality.py --collections dl19 dl20 --depth 20 --mode direct \\
+    python -m benchmarks.quality --collections dl19 dl20 --depth 20 --mode direct \\
         --template rank1-chat-answer --out benchmarks/results/quality_direct.json
 """
 
@@ -18,10 +18,11 @@ import json
 import time
 from pathlib import Path
 
-from _common import TREC_DL, header, load_trec_dl, write_json
+from benchmarks._common import TREC_DL, header, load_trec_dl, write_json
 from rank1.metrics import evaluate
+from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker, RerankerConfig
-from rank1.results import refuse
+from rank1.results import reweight
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--collections", nargs="+", default=["dl19", "dl20"], choices=sorted(TREC_DL))
     ap.add_argument("--tune-on", default="dl19", help="collection the fusion weight is chosen on")
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
     ap.add_argument("--template", default=None)
     ap.add_argument("--budget", type=int, default=128)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         result = reranker.rerank_run(run, corpus, topics, depth=args.depth)
         seconds = time.perf_counter() - start
-        by_weight = {str(w): evaluate(refuse(result, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
+        by_weight = {str(w): evaluate(reweight(result, run, w), qrels, ["nDCG@10"])["nDCG@10"] for w in WEIGHTS}
         report["collections"][name] = {
             "queries": len(qids), "pairs": result.stats.pairs, "seconds": round(seconds, 1),
             "pairs_per_second": round(result.stats.pairs / seconds, 3),

@@ -9,10 +9,10 @@ exact command.
 
 Example::
 
-    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/ray_speed.py --queries 6 --depth 8 \\
+    OMP_NUM_THREADS=2 nice -n 10 python -m benchmarks.ray_speed --queries 6 --depth 8 \\
         --out benchmarks/results/ray_speed.json
     # the local path alone, with one torch thread (as each 1-CPU actor has):
-    python benchmarks/ray_speed.py --actors --local-threads 1 --out benchmarks/results/ray_speed_local_1thread.json
+    python -m benchmarks.ray_speed --actors --local-threads 1 --out benchmarks/results/ray_speed_local_1thread.json
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import argparse
 import time
 from typing import Any
 
-from _common import header, load_trec_dl, write_json
+from benchmarks._common import header, load_trec_dl, write_json
 from rank1.engines.ray import RayEngine
 from rank1.io import write_run
+from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
 
 
@@ -44,7 +45,7 @@ def _entry(pairs: int, seconds: float, **extra: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--mode", default="direct", choices=["direct", "reasoning"])
     ap.add_argument("--budget", type=int, default=64)
     ap.add_argument("--queries", type=int, default=6)

@@ -8,8 +8,8 @@ Variants:
                 stop strings ``["</think> true", "</think> false"]``; the score from the answer-step logits
                 (direct mode: one ``generate`` step per pair on the closed prompt). The stop-string criterion
                 is built once and reused: transformers 5.19 rebuilds its vocabulary table on every
-                ``generate(stop_strings=...)`` call (its cache misses), which would add seconds per pair
-                that are an artefact of the library, not of the approach.
+                ``generate(stop_strings=...)`` call (its cache misses), a cost per pair that is an artefact
+                of the library, not of the approach (README.md, "Speed").
   transformers  ``Reranker(backend="transformers")``: length-bucketed batches, KV-cached reasoning.
   vllm          ``Reranker(backend="vllm")``: every pair in one ``LLM.generate`` call; in reasoning mode the
                 answer is read in that call where the output allows it, else in a second call.
@@ -27,7 +27,7 @@ Model FLOP utilisation = tokens x 2 x parameters (embedding table excluded) / ti
 float32 on CPU, so ``mfu.float32`` is the number to read there.
 
 Example:
-    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=1 nice -n 10 python benchmarks/speed.py --pairs 200 --mode direct
+    OMP_NUM_THREADS=2 VLLM_CPU_KVCACHE_SPACE=1 nice -n 10 python -m benchmarks.speed --pairs 200 --mode direct
 """
 
 from __future__ import annotations
@@ -36,21 +36,18 @@ import argparse
 import gc
 import math
 import os
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import RESULTS, header, load_trec_dl, top, write_json  # noqa: E402
-
-from rank1.backends.base import JudgeSettings, Prompt  # noqa: E402
-from rank1.metrics import evaluate  # noqa: E402
-from rank1.reranker import Reranker, rank_query  # noqa: E402
-from rank1.scoring import Judgement, answer_token_ids, p_true, split_reasoning  # noqa: E402
+from benchmarks._common import RESULTS, header, load_trec_dl, top, write_json
+from rank1.backends.base import JudgeSettings, Prompt
+from rank1.metrics import evaluate
+from rank1.models import BASE_MODEL
+from rank1.reranker import Reranker
+from rank1.results import rank_query
+from rank1.scoring import Judgement, p_true, split_reasoning
 
 RANK1_STOPS = ["</think> true", "</think> false"]
 
@@ -115,13 +112,15 @@ def model_params(path: str) -> int:
     return total
 
 
-def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings: JudgeSettings) -> list[Judgement]:
-    """Rank1's approach on transformers: one greedy ``generate`` call per pair with its stop strings; the
-    answer read from the logits of the step after ``</think>`` (the budget's last step when it never closes)."""
+def reference_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings) -> list[Judgement]:
+    """Rank1's approach on the transformers backend's model: one greedy ``generate`` call per pair with its
+    stop strings; the answer read from the logits of the step after ``</think>`` (the budget's last step when
+    it never closes)."""
     import torch
     from transformers import StoppingCriteriaList, StopStringCriteria
 
-    true_id, false_id = answer_token_ids(tokenizer, settings.answers)
+    model, tokenizer = backend.model, backend.tokenizer
+    true_id, false_id = backend.answer_tokens(settings)
     stops = StoppingCriteriaList([StopStringCriteria(tokenizer, RANK1_STOPS)])  # once, see the module docstring
     out = []
     for prompt in prompts:
@@ -140,7 +139,7 @@ def reference_judge(model: Any, tokenizer: Any, prompts: list[Prompt], settings:
     return out
 
 
-def counted(tokens: list[int], eos: list[int]) -> int:
+def counted(tokens: list[int], eos: Sequence[int]) -> int:
     """Generated tokens as the vLLM backend counts them: a final end token is not counted."""
     return len(tokens) - (bool(tokens) and tokens[-1] in eos)
 
@@ -148,17 +147,17 @@ def counted(tokens: list[int], eos: list[int]) -> int:
 def raw_vllm_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings) -> tuple[list[float] | None, int]:
     """``LLM.generate`` alone on the vLLM backend's token prompts and sampling parameters (its first step):
     scores (direct) and generated tokens."""
-    true_id, false_id = answer_token_ids(backend.tokenizer, settings.answers)
+    true_id, false_id = backend.answer_tokens(settings)
     if settings.mode == "direct":
-        ids, _ = backend._encode([p.text + settings.close_empty for p in prompts], settings, room=1)
+        ids, _ = backend.encode([p.text + settings.close_empty for p in prompts], settings, room=1)
         params = backend.answer_params(settings)
     else:
-        ids, _ = backend._encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
+        ids, _ = backend.encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
         params = backend.reasoning_params(settings, in_round=False)
     outs = backend.generate(ids, params)
     if settings.mode != "direct":
         tokens = [list(o.outputs[0].token_ids) for o in outs]
-        return None, sum(counted(t, backend._eos) for t in tokens)
+        return None, sum(counted(t, backend.end_tokens) for t in tokens)
     scores = [p_true(o.outputs[0].logprobs[0][true_id].logprob, o.outputs[0].logprobs[0][false_id].logprob)
               for o in outs]
     return scores, 0
@@ -177,8 +176,8 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
     """
     from vllm import SamplingParams
 
-    true_id, false_id = answer_token_ids(backend.tokenizer, settings.answers)
-    ids, _ = backend._encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
+    true_id, false_id = backend.answer_tokens(settings)
+    ids, _ = backend.encode([p.text for p in prompts], settings, room=backend.reasoning_room(settings))
     first = SamplingParams(temperature=0.0, max_tokens=settings.budget, logprobs=20, stop=RANK1_STOPS,
                            skip_special_tokens=False)
     scores: list[float | None] = [None] * len(ids)
@@ -187,7 +186,7 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
     generated = 0
     for i, out in enumerate(backend.generate(ids, first)):
         tokens = list(out.outputs[0].token_ids)
-        generated += counted(tokens, backend._eos)
+        generated += counted(tokens, backend.end_tokens)
         last = out.outputs[0].logprobs[-1] if tokens else {}
         if true_id in last and false_id in last:
             scores[i] = p_true(last[true_id].logprob, last[false_id].logprob)
@@ -195,7 +194,7 @@ def raw_rank1_judge(backend: Any, prompts: list[Prompt], settings: JudgeSettings
             text, _ = split_reasoning(out.outputs[0].text, settings.think_close)
             redo.append(i)
             tails.append(ids[i] + backend.tokenizer.encode(settings.reclose(text), add_special_tokens=False))
-    for i, score in zip(redo, backend._answer_scores(tails, settings)):
+    for i, score in zip(redo, backend.answer_scores(tails, settings)):
         scores[i] = score
     return [s if s is not None else 0.0 for s in scores], generated, len(redo)
 
@@ -225,7 +224,7 @@ def main() -> None:
     ap.add_argument("--max-model-len", type=int, default=2048)
     ap.add_argument("--block-size", type=int, default=None, help="vLLM KV-cache block size (default: the "
                     "backend's, 32 on CPU).")
-    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--model", default=BASE_MODEL)
     ap.add_argument("--template", default=None, help="Prompt template (default: rank1).")
     ap.add_argument("--variants", default="reference,transformers,vllm,raw_vllm,raw_rank1",
                     help="Comma-separated; also vllm_two_call (reasoning mode).")
@@ -287,8 +286,7 @@ def main() -> None:
         record("transformers", judged, sec, mem, len(pairs), sum(lengths), sum(j.generated_tokens for j in judged))
     if "reference" in variants:
         n_ref = min(-(-args.reference_pairs // args.depth) * args.depth, len(pairs)) or len(pairs)  # whole queries
-        judged, sec, mem = timed("reference", lambda: reference_judge(hf.backend.model, hf.backend.tokenizer,
-                                                                      prompts[:n_ref], settings))
+        judged, sec, mem = timed("reference", lambda: reference_judge(hf.backend, prompts[:n_ref], settings))
         record("reference", judged, sec, mem, n_ref, sum(lengths[:n_ref]), sum(j.generated_tokens for j in judged),
                subsampled=n_ref < len(pairs))
     del hf

@@ -16,7 +16,7 @@ interrupted run resumes.
 
 Example::
 
-    python benchmarks/student.py --models qwen2.5-coder-0.5b rank1-0.5b-labels --dev-queries 20 \\
+    python -m benchmarks.student --models qwen2.5-coder-0.5b rank1-0.5b-labels --dev-queries 20 \\
         --depth 20 --nevir-pairs 200 --out benchmarks/results/student.json
 """
 
@@ -27,11 +27,11 @@ import random
 import time
 from typing import Any
 
-from _common import NEVIR_TEST, SHARED, header, load_trec_dl, top, write_json
+from benchmarks._common import NEVIR_TEST, SHARED, header, load_trec_dl, top, write_json
 from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 from rank1.records import Document, Query
 from rank1.reranker import Reranker, RerankerConfig
-from rank1.results import refuse
+from rank1.results import reweight
 from rank1.store import ScoreStore, default_store_path
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                     row["paired_accuracy"] = paired_accuracy(result.scores(), c["pairs"])
                 else:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
-                    fused = {str(w): refuse(result, c["run"], w) for w in WEIGHTS}
+                    fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}
                     row["ndcg10_bm25"] = evaluate(c["run"], qrels, ["nDCG@10"])["nDCG@10"]
                     row["ndcg10_by_fusion_weight"] = {w: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]
                                                       for w, r in fused.items()}

@@ -12,32 +12,15 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from rank1.cli_errors import fail_cleanly
 from rank1.models import BASE_MODEL as DEFAULT_BASE
 
 app = typer.Typer(help="Distillation: teacher traces -> filter -> student training -> export.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
-def _cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from rank1.cli import _fail_cleanly  # imported late: rank1.cli registers this app at its end
-
-    return _fail_cleanly(fn)
-
-
 def _echo(line: str) -> None:
     typer.echo(line, err=True)
-
-
-def _inputs(candidates: Optional[Path], run: Optional[Path], corpus: Optional[Path],
-            topics: Optional[Path]) -> tuple[dict, dict, dict]:
-    from rank1.io import read_corpus, read_rankllm, read_run, read_topics
-
-    if candidates is not None:
-        c = read_rankllm(candidates)
-        return c.run, c.topics, c.corpus
-    if run is None or corpus is None or topics is None:
-        raise ValueError("give --candidates, or --run with --corpus and --topics")
-    return read_run(run), read_topics(topics), read_corpus(corpus)
 
 
 @app.command()
@@ -72,18 +55,20 @@ def generate(
 ) -> None:
     """Sample training pairs and have a teacher write a reasoning trace for each (resumable)."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill import sampling, teacher
-        from rank1.metrics import read_nevir_pairs
         from rank1.io import read_qrels
+        from rank1.metrics import read_nevir_pairs
+        from rank1.pipeline import load_inputs
 
         if base_url is not None and not api_model:
             raise ValueError("--base-url needs --api-model")
         pairs: list = []
         run_, topics_, corpus_ = ({}, {}, {})
         if qrels is not None:
-            run_, topics_, corpus_ = _inputs(candidates, run, corpus, topics)
+            inputs = load_inputs(run, corpus, topics, candidates)
+            run_, topics_, corpus_ = inputs.run, inputs.topics, inputs.corpus
             cfg = sampling.SamplingConfig(positives, hard_top5, hard_6_10, min_rel, judged_only, seed)
             pairs = sampling.sample_pairs(read_qrels(qrels), run_, cfg, available=corpus_)
         if nevir_pairs is not None:
@@ -121,7 +106,7 @@ def filter_cmd(
 ) -> None:
     """Drop traces that disagree with their label, are too long, repeat, or (optionally) a student gets wrong."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill.filtering import FilterConfig, filter_traces
         from distill.records import read_traces, write_alpaca, write_traces
@@ -163,7 +148,7 @@ def train(
 ) -> None:
     """Fine-tune a LoRA adapter on the traces (loss on reasoning + answer, or on the answer alone)."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill import records
         from distill.train import preset as make_preset, train as run_train
@@ -193,7 +178,7 @@ def prepare(
 ) -> None:
     """Training groups (a positive and hard negatives per query) from MS MARCO, with a held-out dev split."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill.msmarco import PrepareConfig, prepare as run_prepare, write_groups
 
@@ -225,18 +210,25 @@ def train_labels(
     dtype: str = typer.Option("auto", "--dtype", help="auto: bfloat16 where the CPU has AMX/AVX512-BF16 or on CUDA, else float32."),
     save_steps: int = typer.Option(10, "--save-steps", help="Checkpoint every N steps (resume point)."),
     seed: int = typer.Option(0, "--seed"),
+    init_adapter: Optional[Path] = typer.Option(None, "--init-adapter",
+                                                help="Start from this adapter (same LoRA settings): a new schedule."),
+    skip_groups: int = typer.Option(0, "--skip-groups", help="Skip the first N groups (those an earlier phase saw)."),
 ) -> None:
     """Train the labels student: the direct-mode score on query groups (listwise + pointwise loss), LoRA."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill.direct_train import DirectTrainConfig, train_direct
         from distill.msmarco import read_groups
 
         cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
-                                dtype=dtype, save_steps=save_steps, seed=seed)
-        result = train_direct(read_groups(groups), model, out_path, cfg, echo=_echo)
+                                dtype=dtype, save_steps=save_steps, seed=seed,
+                                init_adapter=str(init_adapter) if init_adapter else None)
+        rows = read_groups(groups)[skip_groups:]
+        if not rows:
+            raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
+        result = train_direct(rows, model, out_path, cfg, echo=_echo)
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
         typer.echo(f"{result.rows} groups, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
                    f"{result.pairs_per_second:.2f} pairs/s, {result.seconds:.0f}s"
@@ -256,7 +248,7 @@ def export(
 ) -> None:
     """Merge the adapter into the base model; save safetensors, tokenizer and a model card."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill.export import export as run_export
 
@@ -276,7 +268,7 @@ def package(
 ) -> None:
     """Ship an adapter inside rank1: bf16 weights, config, training log and card; prints the registry entry."""
 
-    @_cleanly
+    @fail_cleanly
     def body() -> None:
         from distill.export import package_adapter
 

@@ -192,7 +192,8 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from rank1.models import load_model, resolve_model
+    from rank1.backends.transformers import load_model
+    from rank1.models import resolve_model
     from rank1.progress import Stopwatch
 
     if not groups:

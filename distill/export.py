@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from distill.train import read_train_log
+from rank1.io.atomic import atomic_folder
 
 CARD = """---
 library_name: transformers
@@ -67,23 +66,6 @@ def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "
                        data=data or "Teacher traces filtered by `rank1 distill filter`; see the training log.")
 
 
-@contextmanager
-def _atomic_folder(out: Path) -> Iterator[Path]:
-    """A temporary sibling folder of ``out`` to fill: renamed to ``out`` (replacing it) when the block ends,
-    removed if the block fails, so ``out`` is complete or absent."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-
-
 def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None, dtype: str = "auto",
            quantize_4bit: bool = False, data: str = "") -> dict[str, Any]:
     """Merge an adapter into its base model and save a loadable model folder.
@@ -105,7 +87,8 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
     import torch
     from peft import PeftModel
 
-    from rank1.models import load_model, resolve_model
+    from rank1.backends.transformers import load_model
+    from rank1.models import resolve_model
 
     log = read_train_log(adapter_dir)
     spec = base_model or log.get("base_model")
@@ -114,7 +97,7 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
     model, tokenizer = load_model(resolve_model(spec), dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     out = Path(out_dir)
-    with _atomic_folder(out) as tmp:
+    with atomic_folder(out) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         card = model_card(adapter_dir, out.name, str(out), data)
@@ -130,11 +113,12 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
 
 def _quantized_copy(src: Path, cuda: bool) -> str:
     """Save an nf4 (bitsandbytes) copy of the model in ``src`` next to it, as ``<src>-4bit``."""
-    from rank1.models import load_model, resolve_model
+    from rank1.backends.transformers import load_model
+    from rank1.models import resolve_model
 
     model, tokenizer = load_model(resolve_model(str(src)), quantize="4bit", device="cuda" if cuda else "cpu")
     out = src.with_name(src.name + "-4bit")
-    with _atomic_folder(out) as tmp:
+    with atomic_folder(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         shutil.copy(src / "README.md", tmp / "README.md")
@@ -160,7 +144,7 @@ def package_adapter(adapter_dir: str | Path, out_dir: str | Path, card: str, dty
 
     src, out = Path(adapter_dir), Path(out_dir)
     tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in load_file(str(src / "adapter_model.safetensors")).items()}
-    with _atomic_folder(out) as tmp:
+    with atomic_folder(out) as tmp:
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         for name in ("adapter_config.json", "train_log.json"):
             if (src / name).is_file():

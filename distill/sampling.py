@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Collection, Mapping, NamedTuple, Sequence
 
 from rank1.metrics import Pair as NevIRPair
+from rank1.records import best_first
 
 
 class TrainPair(NamedTuple):
@@ -72,7 +73,7 @@ def sample_pairs(
     out: list[TrainPair] = []
     for qid in chosen:
         judged = qrels.get(qid, {})
-        ranked = [d for d, _ in sorted(run.get(qid, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
+        ranked = [d for d, _ in best_first(run.get(qid, {}).items())]
         if available is not None:
             ranked = [d for d in ranked if d in available]
         positives = sorted(d for d, g in judged.items()

@@ -122,7 +122,8 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from rank1.models import load_model, resolve_model
+    from rank1.backends.transformers import load_model
+    from rank1.models import resolve_model
     from rank1.progress import Stopwatch
 
     timer = Stopwatch()

@@ -11,19 +11,24 @@ forward pass, no reasoning). Then, per query, only the pairs that can still matt
 A re-judged pair keeps its reasoning judgement (P(true) after reasoning); the others keep their direct one.
 Both scores are P(true) from the same model, so they are ranked together. Both stages go through the score
 store under their own mode, so an adaptive job reuses earlier direct and reasoning judgements and resumes
-after a crash like any other job.
+after a crash like any other job, and both run on any engine (in this process or on Ray).
+
+:class:`AdaptiveReranker` is that composition: ``Reranker(mode="adaptive")`` makes one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from rank1.records import Document, Query
+from rank1.records import Document, Query, best_first
+from rank1.reranker import Reranker, RerankerConfig
+from rank1.results import RerankResult, RerankStats, rank_query
 from rank1.scoring import Judgement
 
 if TYPE_CHECKING:
-    from rank1.reranker import Reranker, RerankResult
+    from rank1.engines.base import JudgeEngine
     from rank1.store import ScoreStore
 
 
@@ -39,65 +44,93 @@ def select_for_reasoning(scores: Sequence[float], top: int, band: float) -> list
         >>> select_for_reasoning([0.9, 0.1, 0.55, 0.7], top=1, band=0.1)
         [0, 2]
     """
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    order = [i for i, _ in best_first(enumerate(scores))]
     chosen = set(order[:top]) | {i for i, s in enumerate(scores) if abs(s - 0.5) <= band}
     return sorted(chosen)
 
 
-def score_adaptive(reranker: "Reranker", pairs: Sequence[tuple[str, str]], progress: bool) -> list[Judgement]:
-    """:meth:`Reranker.score` in adaptive mode; pairs with the same query text form one query's list."""
-    direct = reranker.replace(mode="direct").score(pairs, progress=progress)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, (query, _) in enumerate(pairs):
-        groups[query].append(i)
-    chosen = sorted(
-        members[k]
-        for members in groups.values()
-        for k in select_for_reasoning([direct[i].score for i in members], *_knobs(reranker))
-    )
-    deep = reranker.replace(mode="reasoning").score([pairs[i] for i in chosen], progress=progress)
-    out = list(direct)
-    for i, judgement in zip(chosen, deep):
-        out[i] = judgement
-    return out
+class AdaptiveReranker(Reranker):
+    """``mode="adaptive"``: a composition of a direct and a reasoning reranker over one model.
 
+    Made by ``Reranker(mode="adaptive", ...)``; :attr:`direct` and :attr:`deep` share this reranker's model
+    (and settings, with no fusion: the cascade fuses once, at the end).
+    """
 
-def rerank_run_adaptive(
-    reranker: "Reranker",
-    run: Mapping[str, Mapping[str, float]],
-    corpus: Mapping[str, Document],
-    topics: Mapping[str, Query],
-    depth: int,
-    progress: bool,
-    store: "ScoreStore | None",
-    chunk_size: int | None,
-) -> "RerankResult":
-    """:meth:`Reranker.rerank_run` in adaptive mode (see the module docstring)."""
-    from rank1.results import RerankResult, RerankStats, rank_query
+    direct: Reranker
+    deep: Reranker
 
-    jobs: dict[str, Any] = {"progress": progress, "store": store, "chunk_size": chunk_size}
-    direct = reranker.replace(mode="direct", fusion_weight=0.0).rerank_run(run, corpus, topics, depth, **jobs)
-    selected: dict[str, dict[str, float]] = {}
-    for qid, docs in direct.run.items():
-        judged = [d for d in docs if d.judgement is not None]
-        picks = select_for_reasoning([d.score for d in judged], *_knobs(reranker))
-        selected[qid] = {judged[i].doc_id: run[qid][judged[i].doc_id] for i in picks}
-    width = max((len(docs) for docs in selected.values()), default=0) or 1
-    deep = reranker.replace(mode="reasoning", fusion_weight=0.0).rerank_run(selected, corpus, topics, width, **jobs)
-    reasoned = {(q, d.doc_id): d.judgement for q, docs in deep.run.items() for d in docs if d.judgement}
+    def _attach(self, config: RerankerConfig, model: Any) -> None:
+        super()._attach(config, model)
+        self.direct = Reranker._sharing(replace(config, mode="direct", fusion_weight=0.0), model)
+        self.deep = Reranker._sharing(replace(config, mode="reasoning", fusion_weight=0.0), model)
 
-    stats = RerankStats(empty=direct.stats.empty, seconds=direct.stats.seconds + deep.stats.seconds,
-                        cached=direct.stats.cached + deep.stats.cached, judged=direct.stats.judged + deep.stats.judged)
-    out = {}
-    for qid, docs in direct.run.items():
-        judged = [d for d in docs if d.judgement is not None]
-        final = [reasoned.get((qid, d.doc_id), d.judgement) for d in judged]
-        stats.add(final)
-        head = [(d.doc_id, run[qid][d.doc_id]) for d in judged]
-        tail = [d.doc_id for d in docs if d.judgement is None]
-        out[qid] = rank_query(head, final, tail, reranker.config.fusion_weight)
-    return RerankResult(out, stats, reranker.meta)
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Provenance recorded with every result: the reranker's, with the cascade's knobs."""
+        c = self.config
+        return {**super().meta, "adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band}
 
+    def judge(self, pairs: Sequence[tuple[str, str]], on_batch: Any = None) -> list[Judgement]:
+        """:meth:`Reranker.judge` through the cascade (pairs with the same query text form one query's list)."""
+        return self._cascade(pairs, lambda r, p: r.judge(p, on_batch=on_batch))
 
-def _knobs(reranker: "Reranker") -> tuple[int, float]:
-    return reranker.config.adaptive_top, reranker.config.adaptive_band
+    def score(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> list[Judgement]:
+        """:meth:`Reranker.score` through the cascade; one progress bar a stage."""
+        return self._cascade(pairs, lambda r, p: r.score(p, progress=progress))
+
+    def _cascade(self, pairs: Sequence[tuple[str, str]],
+                 judge: Callable[[Reranker, Sequence[tuple[str, str]]], list[Judgement]]) -> list[Judgement]:
+        direct = judge(self.direct, pairs)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (query, _) in enumerate(pairs):
+            groups[query].append(i)
+        chosen = sorted(
+            members[k]
+            for members in groups.values()
+            for k in select_for_reasoning([direct[i].score for i in members], *self._knobs)
+        )
+        out = list(direct)
+        for i, judgement in zip(chosen, judge(self.deep, [pairs[i] for i in chosen])):
+            out[i] = judgement
+        return out
+
+    def rerank_run(
+        self,
+        run: Mapping[str, Mapping[str, float]],
+        corpus: Mapping[str, Document],
+        topics: Mapping[str, Query],
+        depth: int = 100,
+        progress: bool = True,
+        store: "ScoreStore | None" = None,
+        chunk_size: int | None = None,
+        engine: "JudgeEngine | None" = None,
+    ) -> RerankResult:
+        """:meth:`Reranker.rerank_run` through the cascade (see the module docstring); both stages run on
+        ``engine`` and use ``store`` under their own mode."""
+        jobs: dict[str, Any] = {"progress": progress, "store": store, "chunk_size": chunk_size, "engine": engine}
+        direct = self.direct.rerank_run(run, corpus, topics, depth, **jobs)
+        selected: dict[str, dict[str, float]] = {}
+        for qid, docs in direct.run.items():
+            judged = [d for d in docs if d.judgement is not None]
+            picks = select_for_reasoning([d.score for d in judged], *self._knobs)
+            selected[qid] = {judged[i].doc_id: run[qid][judged[i].doc_id] for i in picks}
+        width = max((len(docs) for docs in selected.values()), default=0) or 1
+        deep = self.deep.rerank_run(selected, corpus, topics, width, **jobs)
+        reasoned = {(q, d.doc_id): d.judgement for q, docs in deep.run.items() for d in docs if d.judgement}
+
+        stats = RerankStats(empty=direct.stats.empty, seconds=direct.stats.seconds + deep.stats.seconds,
+                            cached=direct.stats.cached + deep.stats.cached,
+                            judged=direct.stats.judged + deep.stats.judged)
+        out = {}
+        for qid, docs in direct.run.items():
+            judged = [d for d in docs if d.judgement is not None]
+            final = [reasoned.get((qid, d.doc_id), d.judgement) for d in judged]
+            stats.add(final)
+            head = [(d.doc_id, run[qid][d.doc_id]) for d in judged]
+            tail = [d.doc_id for d in docs if d.judgement is None]
+            out[qid] = rank_query(head, final, tail, self.config.fusion_weight)
+        return RerankResult(out, stats, self.meta)
+
+    @property
+    def _knobs(self) -> tuple[int, float]:
+        return self.config.adaptive_top, self.config.adaptive_band

@@ -7,18 +7,21 @@ commands, so ``rank1 --help`` is instant.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from rank1 import __version__
+from rank1.cli_errors import fail_cleanly
 from rank1.models import DEFAULT_MODEL  # light: no torch
+from rank1.prompts import TEMPLATES  # light
+
+_TEMPLATE_HELP = f"Prompt template: {', '.join(TEMPLATES)} (default: rank1)."
 
 app = typer.Typer(
     help="rank1: a reasoning reranker. The model thinks, then answers true/false; the score is P(true).",
@@ -29,27 +32,6 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-
-
-def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected errors into one line on stderr and exit code 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rank1.io import InputError
-        from rank1.models import ModelError
-        from rank1.store import StoreError
-
-        try:
-            return fn(*args, **kwargs)
-        except (InputError, ModelError, StoreError, ValueError, KeyError, OSError) as e:
-            message = e.args[0] if isinstance(e, KeyError) and e.args else e
-            from rich.markup import escape
-
-            err.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True, highlight=False, markup=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -77,7 +59,7 @@ def _table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def retrieve(
     corpus: Path = typer.Option(..., "--corpus", help="Corpus: BEIR jsonl, TSV, TREC SGML, Cranfield or rank_llm JSON."),
     topics: Path = typer.Option(..., "--topics", help="Topics: TSV, BEIR jsonl, TREC topics or Cranfield."),
@@ -98,7 +80,7 @@ def retrieve(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def rerank(
     out_path: Path = typer.Option(..., "--out", help="Reranked run to write (TREC format, atomic)."),
     run: Optional[Path] = typer.Option(None, "--run", help="First-stage run (TREC format)."),
@@ -116,7 +98,7 @@ def rerank(
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
                                         "|P(true) - 0.5| <= BAND."),
-    template: Optional[str] = typer.Option(None, "--template", help="rank1 (default), rank1-chat, rank1-chat-answer, think-chat-answer, defended-chat."),
+    template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
     fusion_weight: Optional[float] = typer.Option(None, "--fusion-weight", help="Weight of the min-max normalised "
@@ -190,7 +172,7 @@ def rerank(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def evaluate(
     run: Path = typer.Argument(..., help="Run file (TREC format)."),
     qrels: Path = typer.Argument(..., help="Qrels (TREC, BEIR TSV or Cranfield)."),
@@ -219,7 +201,7 @@ def evaluate(
 
 
 @app.command("paired-accuracy")
-@_fail_cleanly
+@fail_cleanly
 def paired_accuracy(
     run: Path = typer.Argument(..., help="Run over the NevIR queries ({id}_q1, {id}_q2)."),
     pairs: Path = typer.Argument(..., help="NevIR pairs JSONL (id, q1, q2, doc1, doc2)."),
@@ -234,7 +216,7 @@ def paired_accuracy(
 
 
 @app.command("p-mrr")
-@_fail_cleanly
+@fail_cleanly
 def p_mrr(
     original: Path = typer.Argument(..., help="Run with the original instructions."),
     changed: Path = typer.Argument(..., help="Run with the changed instructions."),
@@ -249,7 +231,7 @@ def p_mrr(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def demo(
     out_dir: Path = typer.Option(Path("rank1-demo"), "--out-dir", help="Where the demo writes its runs and traces."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec."),
@@ -270,6 +252,61 @@ def demo(
     out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
     out.print(example["reasoning"] or "(direct mode: no reasoning)", highlight=False, markup=False)
     out.print(f"\nruns and traces in {out_dir}/")
+
+
+@app.command()
+@fail_cleanly
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RANK1_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' (all but GET /health)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
+    served_model_name: list[str] = typer.Option([], "--served-model-name", help="Name a request's 'model' "
+                                                "may give (repeat for more; default: the model's name)."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="direct, reasoning or adaptive (default: the model's "
+                                       "best); a request may ask for another."),
+    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair (a request may ask for fewer)."),
+    template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
+    batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
+    max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Per-document token cap; longer "
+                                           "documents are truncated and flagged 'truncated'."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (transformers backend)."),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Score cache (default $RANK1_SCORE_CACHE or "
+                                         "~/.cache/rank1/scores.sqlite): repeated pairs are not judged again."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the score cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
+    max_documents: int = typer.Option(1000, "--max-documents", help="Most documents per request."),
+    max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", help="Largest request body (413 beyond)."),
+    max_batch_pairs: int = typer.Option(64, "--max-batch-pairs", help="Most pairs of concurrent requests "
+                                        "judged together."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for company."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve a Cohere-style rerank API (POST /v1/rerank, GET /v1/models, GET /health) over HTTP."""
+    from rank1.backends.options import backend_options
+    from rank1.reranker import RerankerConfig
+    from rank1.serve import ServeConfig
+    from rank1.store import default_store_path
+
+    if cache is not None and no_cache:
+        raise ValueError("give --cache PATH or --no-cache, not both")
+    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
+                            batch_size=batch_size, max_passage_tokens=max_passage_tokens,
+                            cache_dir=str(cache_dir) if cache_dir else None,
+                            backend_options=backend_options(backend, dtype, device, max_model_len=max_model_len))
+    settings = ServeConfig(host=host, port=port, api_key=api_key, served_model_names=tuple(served_model_name),
+                           max_documents=max_documents, max_body_bytes=max_body_bytes,
+                           max_batch_pairs=max_batch_pairs, max_wait_ms=max_wait_ms, log_level=log_level,
+                           store=None if no_cache else cache or default_store_path())
+    try:
+        from rank1.serve.server import serve as run_server
+    except ImportError as e:
+        raise ValueError(f"rank1 serve needs the serve extra: pip install 'rank1[serve]' ({e})") from None
+    run_server(config, settings)
 
 
 @app.command()

@@ -14,16 +14,17 @@ Example:
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from rank1.scoring import JUDGEMENT_FIELDS, NOT_JUDGED
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from rank1.reranker import RerankResult
+    from rank1.results import RerankResult
 
-COLUMNS = ("qid", "docid", "rank", "score", "p_true", "reasoning", "generated_tokens", "truncated", "fallback")
+COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:])
 """Columns of :func:`result_rows` and :func:`result_frame`."""
 
 MAX_HTML_ROWS = 50
@@ -49,15 +50,11 @@ def result_rows(result: RerankResult, judged_only: bool = False) -> list[dict[st
     rows = []
     for qid, docs in result.run.items():
         for rank, doc in enumerate(docs, 1):
-            j = doc.judgement
-            if j is None and judged_only:
+            if doc.judgement is None and judged_only:
                 continue
-            rows.append({
-                "qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score,
-                "p_true": math.nan if j is None else j.score, "reasoning": "" if j is None else j.reasoning,
-                "generated_tokens": 0 if j is None else j.generated_tokens,
-                "truncated": False if j is None else j.truncated, "fallback": False if j is None else j.fallback,
-            })
+            j = doc.judgement or NOT_JUDGED
+            rows.append({"qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score, "p_true": j.score,
+                         **j.details()})
     return rows
 
 

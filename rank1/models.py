@@ -1,10 +1,11 @@
-"""Model specs, the embedded-model registry, the GGUF -> safetensors cache, and loading.
+"""Model specs, the embedded-model registry and its verification, and the GGUF -> safetensors cache.
 
 A model spec is a registry name (see :data:`REGISTRY`), a local Hugging Face directory, a ``.gguf``
 file or a Hugging Face hub id. GGUF weights (embedded or user-given) are verified, converted once
 with transformers into ``<cache>/<name>/`` (bfloat16 safetensors) and read from there afterwards.
 The cache root is ``~/.cache/rank1/models``, or ``$RANK1_CACHE_DIR``, or the ``cache_dir`` argument.
-Nothing here imports torch or transformers at module import time, and no pickle is ever loaded.
+Nothing here imports torch or transformers at module import time, and no pickle is ever loaded. Loading a
+resolved model into transformers is :func:`rank1.backends.transformers.load_model`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +30,6 @@ CACHE_ENV = "RANK1_CACHE_DIR"
 MANIFEST = "rank1-manifest.json"
 GGUF_INDEX = "gguf-index.json"
 CACHE_DTYPE = "bfloat16"
-CPU_DEFAULT_DTYPE = "float32"  # 4x faster than bfloat16 for a 4x256 forward of the 0.5B on a 2-core CPU
 _CHUNK = 8 << 20
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -171,12 +169,6 @@ def _sha256(paths: list[Path], label: str, out: Path | None = None) -> tuple[str
     return digest.hexdigest(), size
 
 
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def read_manifest(directory: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
     """The manifest of a complete cache dir (optionally for that source), else ``None``."""
     try:
@@ -223,26 +215,21 @@ def ensure_cached(name: str, root: Path, sha256: str, source: str, build: Callab
     written last and the directory is renamed into place, so an interrupted build is never mistaken for a
     finished one.
     """
+    from rank1.io.atomic import atomic_folder, atomic_write  # not at the top: rank1.io imports numpy
+
     final = root / name
     if read_manifest(final, sha256) is not None:
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    try:
+    with atomic_folder(final) as tmp:
         build(tmp)
         import transformers
 
-        _atomic_json(tmp / MANIFEST, {"name": name, "source": source, "source_sha256": sha256, "format": 1,
-                                      "transformers_version": transformers.__version__, "dtype": dtype})
-        for path in (tmp, *tmp.iterdir()):  # mkdtemp/safetensors make owner-only files; share the cache
+        with atomic_write(tmp / MANIFEST) as f:
+            f.write(json.dumps({"name": name, "source": source, "source_sha256": sha256, "format": 1,
+                                "transformers_version": transformers.__version__, "dtype": dtype},
+                               indent=2, sort_keys=True))
+        for path in tmp.iterdir():  # safetensors makes owner-only files; share the cache
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if read_manifest(final, sha256) is not None:  # another process finished first
-            return final
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -275,8 +262,10 @@ def _file_sha256(path: Path, root: Path) -> str:
         return str(hit["sha256"])
     digest, _ = _sha256([path], f"hashing {path.name}")
     index[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-    root.mkdir(parents=True, exist_ok=True)
-    _atomic_json(index_path, index)
+    from rank1.io.atomic import atomic_write
+
+    with atomic_write(index_path) as f:
+        f.write(json.dumps(index, indent=2, sort_keys=True))
     return digest
 
 
@@ -332,64 +321,3 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
         return ModelRef(name=spec, path=spec, fingerprint=spec, source="hub")
     raise ModelError(f"unknown model {spec!r}; known models: {', '.join(REGISTRY)} "
                      "(or give a local directory, a .gguf file or a Hugging Face id org/name)")
-
-
-def _torch_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else CPU_DEFAULT_DTYPE
-    value = getattr(torch, dtype, None)
-    if not isinstance(value, torch.dtype):
-        raise ModelError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
-    return value
-
-
-def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", quantize: str | None = None,
-               trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` from safetensors (never pickle), in eval mode.
-
-    Args:
-        ref: A :class:`ModelRef`, or a spec string that is resolved first.
-        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
-        trust_remote_code: Passed to transformers; off unless asked for.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if isinstance(ref, str):
-        ref = resolve_model(ref)
-    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype, device), "use_safetensors": True,
-                              "trust_remote_code": trust_remote_code}
-    if quantize is not None:
-        if quantize not in ("4bit", "8bit"):
-            raise ModelError(f"quantize must be None, '4bit' or '8bit', not {quantize!r}")
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
-        import torch
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-            if quantize == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
-        kwargs["device_map"] = {"": device}
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a cached load takes seconds; its per-tensor bar is noise
-    try:
-        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load model {ref.name!r} from {ref.path}: {err}") from err
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    if quantize is None:
-        model = model.to(device)
-    model.eval()
-    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rank1.engines import JudgeEngine
+from rank1.engines.base import JudgeEngine
 from rank1.io import InputError, atomic_write, read_corpus, read_rankllm, read_run, read_topics, write_run
 from rank1.io.text import iter_lines
-from rank1.records import Document, Query
+from rank1.records import Document, Query, first_missing
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
 from rank1.store import ScoreStore
 
@@ -93,14 +93,13 @@ def check_inputs(
         line = None if candidates or run_path is None else _run_line(run_path, qid, docid)
         return InputError(run_path or "candidates", line, message)
 
-    for qid, docs in inputs.run.items():
-        if qid not in inputs.topics:
+    missing = first_missing(inputs.run, inputs.corpus, inputs.topics, depth)
+    if missing is not None:
+        qid, docid = missing
+        if docid is None:
             raise fail(f"query {qid!r} is not in the topics{f' ({topics_path})' if topics_path else ''}", qid)
-        top = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
-        for docid, _ in top:
-            if docid not in inputs.corpus:
-                in_corpus = f"the corpus{f' ({corpus_path})' if corpus_path else ''}"
-                raise fail(f"document {docid!r} of query {qid!r} is not in {in_corpus}", qid, docid)
+        in_corpus = f"the corpus{f' ({corpus_path})' if corpus_path else ''}"
+        raise fail(f"document {docid!r} of query {qid!r} is not in {in_corpus}", qid, docid)
 
 
 def check_options(out: str | Path, traces: str | Path | None, depth: int, chunk_size: int | None, tag: str) -> None:
@@ -160,13 +159,11 @@ def rerank_files(
         (The others as for :func:`load_inputs`, :func:`write_outputs` and :meth:`Reranker.rerank_run`.)
     """
     check_options(out, traces, depth, chunk_size, tag)
-    if engine is not None and config.mode not in ("direct", "reasoning"):
-        raise ValueError(f"--engine ray runs the direct and reasoning modes, not {config.mode}")
     inputs = load_inputs(run, corpus, topics, candidates, corpus_format, topics_format)
     check_inputs(inputs, run or candidates, depth, corpus, topics, candidates=candidates is not None)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ScoreStore(cache)) if cache is not None else None
-        reranker = Reranker(config, load=engine is None)
+        reranker = Reranker(config, load=engine is None or engine.in_process)
         result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress,
                                      store=store, chunk_size=chunk_size, engine=engine)
     write_outputs(result, out, traces, tag)
@@ -189,7 +186,7 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
         ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "fusion_weight": w, "result":
         RerankResult, "paths": {...}}``.
     """
-    from rank1.results import refuse
+    from rank1.results import reweight
 
     from rank1.metrics import evaluate
     from rank1.io import read_qrels
@@ -205,7 +202,7 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
                           traces=out_dir / "traces.jsonl", depth=10, progress=progress)
     blended = out_dir / "rank1-fused.trec"
     first_run = read_run(first)
-    write_run(blended, refuse(result, first_run, weight), tag="rank1-fused")
+    write_run(blended, reweight(result, first_run, weight), tag="rank1-fused")
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
     return {

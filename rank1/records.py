@@ -6,7 +6,9 @@ qrels read by :mod:`rank1.io` can be handed to ``ir_measures`` unchanged.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Sequence, TypeVar
+
+_Scored = TypeVar("_Scored", bound=Sequence)
 
 
 class Query(NamedTuple):
@@ -49,3 +51,33 @@ class Qrel(NamedTuple):
     query_id: str
     doc_id: str
     relevance: int
+
+
+def best_first(scored: Iterable[_Scored]) -> list[_Scored]:
+    """Items ``(id, score, ...)`` by score, best first; ties go to the smaller id.
+
+    The one ordering rule of every ranking rank1 makes or writes (runs, reranked lists, selections).
+
+    Example:
+        >>> best_first([("b", 1.0), ("c", 2.0), ("a", 1.0)])
+        [('c', 2.0), ('a', 1.0), ('b', 1.0)]
+    """
+    return sorted(scored, key=lambda item: (-item[1], item[0]))
+
+
+def first_missing(run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, object],
+                  topics: Mapping[str, object], depth: int) -> tuple[str, str | None] | None:
+    """The first gap between a run and its texts: ``(qid, None)`` for a query missing from ``topics``,
+    ``(qid, docid)`` for a document within the top ``depth`` missing from ``corpus``; ``None``: none.
+
+    Example:
+        >>> first_missing({"q1": {"d1": 1.0, "d2": 0.5}}, {"d1": "text"}, {"q1": "query"}, depth=2)
+        ('q1', 'd2')
+    """
+    for qid, docs in run.items():
+        if qid not in topics:
+            return qid, None
+        for docid, _ in best_first(docs.items())[:depth]:
+            if docid not in corpus:
+                return qid, docid
+    return None

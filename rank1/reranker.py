@@ -8,107 +8,75 @@ the first-stage score) -> :class:`RerankResult` (a run plus the reasoning behind
 from __future__ import annotations
 
 import functools
-import inspect
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+import importlib
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
-from rank1.adaptive import rerank_run_adaptive, score_adaptive
-from rank1.backends import BACKENDS, Backend, JudgeSettings, PromptBuilder, backend_class, create_backend
+from rank1.backends import Backend, JudgeSettings, PromptBuilder, create_backend, option_defaults
 from rank1.backends.base import JUDGE_REVISION
-from rank1.models import DEFAULT_MODEL, resolve_model
+from rank1.config import DEFAULT_EMBEDDED_TEMPLATE, RerankerConfig
+from rank1.engines.local import LocalEngine
+from rank1.models import resolve_model
 from rank1.progress import Stopwatch, pair_progress
-from rank1.prompts import TEMPLATES, get_template
-from rank1.records import Document, Query
+from rank1.prompts import get_template
+from rank1.records import Document, Query, best_first, first_missing
 from rank1.results import RankedDoc, RerankResult, RerankStats, rank_query
-from rank1.scoring import MODES, Judgement
-
-RERANK_MODES: tuple[str, ...] = (*MODES, "adaptive")
-"""Reranker modes: the backend modes and ``adaptive`` (direct first, reasoning where it matters)."""
+from rank1.scoring import Judgement
 from rank1.store import ScoreStore, StoreKey, StoreSettings
-from rank1.students import recommended_settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from rank1.engines import JudgeEngine
+    from rank1.engines.base import JudgeEngine
 
+__all__ = ["CHUNK_BATCHES", "RankedDoc", "RerankResult", "RerankStats", "Reranker", "RerankerConfig"]
 
-DEFAULT_EMBEDDED_TEMPLATE = "rank1"
-"""Template for the embedded instruct models. Chosen on DL19 (BM25 top-20, direct mode, 0.5B): Rank1's raw
-prompt 0.4221 nDCG@10 vs 0.4197 for the chat template with an answer prefix, at ~1.6x the speed (shorter
-prompt). See benchmarks/README.md."""
-
-QUANTIZE = (None, "4bit", "8bit")
-"""The values of the ``quantize`` backend option."""
 
 CHUNK_BATCHES = 4
 """By default :meth:`Reranker.rerank_run` judges (and stores) this many batches of pairs at a time."""
 
 
-@dataclass(frozen=True)
-class RerankerConfig:
-    """Every setting of a :class:`Reranker`; the defaults are the CLI's defaults.
+_MODE_CLASSES: dict[str, str] = {"adaptive": "rank1.adaptive:AdaptiveReranker"}
+"""Modes served by a composition of rerankers rather than by one backend mode, as ``"module:Class"``."""
 
-    Attributes:
-        model: Model spec: an embedded model's name, a local directory, a ``.gguf`` file or a hub id.
-        backend: Backend name (``transformers`` or ``vllm``).
-        mode: ``direct`` (no reasoning, one forward pass), ``reasoning``, or ``adaptive`` (direct for every
-            pair, then reasoning for the pairs that can change the ranking; see :mod:`rank1.adaptive`).
-            ``None``: the model's measured-best mode (a shipped student's ``mode``), else ``reasoning``.
-        budget: Most reasoning tokens per pair (reasoning and adaptive modes).
-        template: Prompt template name; ``None`` picks the raw Rank1 template (``rank1``), measured on DL19
-            to be as good as the chat templates for the embedded instruct models (``benchmarks/README.md``).
-        batch_size: Pairs per forward pass.
-        max_passage_tokens: Passages are truncated to this many tokens (each cut is counted).
-        fusion_weight: Weight ``w`` of the first-stage score in ``(1-w)*P(true) + w*minmax(first stage)``;
-            0 ranks by P(true) alone. ``None``: a shipped student's weight (chosen on the MS MARCO dev
-            split), else 0. Both ``None`` fields are resolved when the config is made.
-        cache_dir: Where converted models are cached (default ``~/.cache/rank1/models``).
-        backend_options: Passed to the backend (``dtype``, ``device``, ``quantize``...).
-        adaptive_top: Adaptive mode: reason on this many top pairs of each query (by direct P(true)).
-        adaptive_band: Adaptive mode: also reason on pairs whose direct P(true) is within this of 0.5.
-    """
 
-    model: str = DEFAULT_MODEL
-    backend: str = "transformers"
-    mode: str | None = None
-    budget: int = 256
-    template: str | None = None
-    batch_size: int = 8
-    max_passage_tokens: int = 512
-    fusion_weight: float | None = None
-    cache_dir: str | None = None
-    backend_options: Mapping[str, Any] = field(default_factory=dict)
-    adaptive_top: int = 10
-    adaptive_band: float = 0.0
+def _config(config: RerankerConfig | None, overrides: Mapping[str, Any]) -> RerankerConfig:
+    """``config`` with ``overrides`` applied; without a config, the model's recommended mode and fusion weight
+    apply to the model asked for."""
+    if config is None:
+        return RerankerConfig(**overrides)
+    return RerankerConfig(**{**asdict(config), **overrides}) if overrides else config
 
-    def __post_init__(self) -> None:
-        """Fill ``mode`` and ``fusion_weight`` left at ``None`` from the model's recommendation, then check
-        every setting, so that a bad one fails before any input is read or model loaded."""
-        mode, weight = recommended_settings(self.model)
-        if self.mode is None:
-            object.__setattr__(self, "mode", mode)
-        if self.fusion_weight is None:
-            object.__setattr__(self, "fusion_weight", weight)
-        if self.mode not in RERANK_MODES:
-            raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
-        if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:
-            raise ValueError("adaptive_top must be at least 0 and adaptive_band lie in [0, 0.5]")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
-        if self.template is not None and self.template not in TEMPLATES:
-            raise ValueError(f"unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
-        for name in ("budget", "batch_size", "max_passage_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not 0.0 <= self.fusion_weight <= 1.0:
-            raise ValueError(f"fusion_weight must lie in [0, 1], not {self.fusion_weight}")
-        if self.backend_options.get("quantize") not in QUANTIZE:
-            raise ValueError(f"quantize must be 4bit or 8bit, not {self.backend_options['quantize']!r}")
+
+class _LoadedModel:
+    """The model (and backend) behind one reranker and those made from it with :meth:`Reranker.replace`;
+    the backend is created on first use."""
+
+    def __init__(self, ref: Any, config: RerankerConfig, backend: Backend | None = None) -> None:
+        self.ref, self.config, self._backend = ref, config, backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = create_backend(self.config.backend, self.ref, **self.config.backend_options)
+        return self._backend
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def close(self) -> None:
+        backend, self._backend = self._backend, None
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
 
 
 class Reranker:
     """A reasoning reranker.
+
+    ``Reranker(mode="adaptive")`` makes an :class:`rank1.adaptive.AdaptiveReranker` (a composition of a direct
+    and a reasoning reranker over one model); every other mode is one backend mode.
 
     Example:
         >>> reranker = Reranker(mode="direct")                      # doctest: +SKIP
@@ -121,33 +89,63 @@ class Reranker:
         **overrides: Any field of :class:`RerankerConfig`, e.g. ``model=``, ``mode=``, ``budget=``.
     """
 
-    def __init__(self, config: RerankerConfig | None = None, *, _backend: Backend | None = None,
-                 _model_ref: Any = None, load: bool = True, **overrides: Any) -> None:
-        if config is None:  # the model's recommended mode and fusion weight apply to the model asked for
-            self.config = RerankerConfig(**overrides)
-        else:
-            self.config = RerankerConfig(**{**asdict(config), **overrides}) if overrides else config
-        self.model_ref = _model_ref or resolve_model(self.config.model, cache_dir=self.config.cache_dir)
-        name = self.config.template or (DEFAULT_EMBEDDED_TEMPLATE if self.model_ref.source == "embedded" else "rank1")
-        self.template = get_template(name)
-        self._backend = _backend
+    def __new__(cls, config: RerankerConfig | None = None, *args: Any, **overrides: Any) -> "Reranker":
+        if cls is Reranker:
+            overrides.pop("load", None)
+            target = _MODE_CLASSES.get(_config(config, overrides).mode)
+            if target is not None:
+                module_name, class_name = target.split(":")
+                cls = getattr(importlib.import_module(module_name), class_name)
+        return super().__new__(cls)
+
+    def __init__(self, config: RerankerConfig | None = None, *, load: bool = True, **overrides: Any) -> None:
+        config = _config(config, overrides)
+        self._attach(config, _LoadedModel(resolve_model(config.model, cache_dir=config.cache_dir), config))
         if load:
             self.backend  # noqa: B018 (load now, so that a bad model or option fails here)
+
+    @classmethod
+    def from_backend(cls, backend: Backend, /, config: RerankerConfig | None = None, **overrides: Any) -> "Reranker":
+        """A reranker over a backend you built (another engine, a test double); ``config.backend`` and
+        ``backend_options`` then only name it in the score-store keys."""
+        config = _config(config, overrides)
+        return cls._sharing(config, _LoadedModel(resolve_model(config.model, cache_dir=config.cache_dir),
+                                                 config, backend))
+
+    @classmethod
+    def _sharing(cls, config: RerankerConfig, model: _LoadedModel) -> "Reranker":
+        """A reranker with ``config`` over an existing (maybe not yet loaded) model."""
+        self = Reranker.__new__(cls, config)
+        self._attach(config, model)
+        return self
+
+    def _attach(self, config: RerankerConfig, model: _LoadedModel) -> None:
+        self.config, self._model, self.model_ref = config, model, model.ref
+        name = config.template or (DEFAULT_EMBEDDED_TEMPLATE if model.ref.source == "embedded" else "rank1")
+        self.template = get_template(name)
 
     @property
     def backend(self) -> Backend:
         """The inference backend, loaded on first use."""
-        if self._backend is None:
-            self._backend = create_backend(self.config.backend, self.model_ref, **self.config.backend_options)
-        return self._backend
+        return self._model.backend
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (:attr:`backend` loads it; :meth:`close` releases it)."""
+        return self._model.loaded
 
     @functools.cached_property
     def prompts(self) -> PromptBuilder:
         """Renders and truncates (query, passage) pairs with the template and the model's tokenizer."""
         return PromptBuilder(self.template, self.backend.tokenizer, self.config.max_passage_tokens)
 
+    @property
+    def label(self) -> str:
+        """Mode and model, for progress bars."""
+        return f"{self.config.mode} {self.model_ref.name}"
+
     def replace(self, **overrides: Any) -> "Reranker":
-        """A reranker with some settings changed, sharing this one's loaded model where it can.
+        """A reranker with some settings changed, sharing this one's model (loaded or not) where it can.
 
         Example:
             >>> deeper = reranker.replace(mode="reasoning", budget=512)  # doctest: +SKIP
@@ -159,19 +157,14 @@ class Reranker:
         same_model = all(
             getattr(config, k) == getattr(self.config, k) for k in ("model", "backend", "cache_dir", "backend_options")
         )
-        if not same_model:
-            return Reranker(config)
-        return Reranker(config, _backend=self.backend, _model_ref=self.model_ref)
+        return Reranker._sharing(config, self._model) if same_model else Reranker(config)
 
     def close(self) -> None:
         """Release the backend (a vLLM engine stops its worker processes); a later call loads it again.
 
         Rerankers made with :meth:`replace` share the backend: close it once, when all are done.
         """
-        backend, self._backend = self._backend, None
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
+        self._model.close()
 
     def __enter__(self) -> "Reranker":
         return self
@@ -185,18 +178,14 @@ class Reranker:
         c = self.config
         return {"model": self.model_ref.name, "model_fingerprint": self.model_ref.fingerprint,
                 "template": self.template.name, "template_hash": self.template.hash,
-                "mode": c.mode, "budget": c.budget if c.mode != "direct" else 0, "backend": c.backend,
-                **({"adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band} if c.mode == "adaptive" else {})}
+                "mode": c.mode, "budget": c.budget if c.mode != "direct" else 0, "backend": c.backend}
 
     @property
     def store_settings(self) -> StoreSettings:
         """The settings part of this reranker's score-store keys (see :mod:`rank1.store`)."""
         m, c = self.meta, self.config
         # The engine: the backend with its options, defaults filled in, so that equal settings give equal keys.
-        cls = type(self._backend) if self._backend is not None else backend_class(c.backend)
-        params = inspect.signature(cls.__init__).parameters.values()
-        options = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-        options.update(c.backend_options)
+        options = {**option_defaults(c.backend), **c.backend_options}
         revision = [f"judge={JUDGE_REVISION}"] if c.mode != "direct" else []  # direct judgements never changed
         engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None), *revision])
         return StoreSettings(m["model_fingerprint"], m["template"], m["template_hash"], m["mode"], m["budget"],
@@ -208,6 +197,12 @@ class Reranker:
         c = self.config
         return JudgeSettings.for_template(self.template, mode=c.mode, budget=c.budget, batch_size=c.batch_size)
 
+    def judge(self, pairs: Sequence[tuple[str, str]],
+              on_batch: Callable[[int, int], None] | None = None) -> list[Judgement]:
+        """Judge (query, passage) pairs, no progress bar; ``on_batch(pairs, tokens)`` after each batch."""
+        prompts = [self.prompts.build(q, p) for q, p in pairs]
+        return self.backend.judge(prompts, self.settings, on_batch=on_batch)
+
     def score(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> list[Judgement]:
         """Judge (query, passage) pairs; the query carries its instruction already.
 
@@ -218,11 +213,8 @@ class Reranker:
         Returns:
             One :class:`~rank1.scoring.Judgement` per pair, in order.
         """
-        if self.config.mode == "adaptive":
-            return score_adaptive(self, pairs, progress)
-        prompts = [self.prompts.build(q, p) for q, p in pairs]
-        with pair_progress(len(prompts), f"{self.config.mode} {self.model_ref.name}", progress) as advance:
-            return self.backend.judge(prompts, self.settings, on_batch=advance)
+        with pair_progress(len(pairs), self.label, progress) as advance:
+            return self.judge(pairs, on_batch=advance)
 
     def rerank(
         self, query: str | Query, docs: Mapping[str, str | Document] | Sequence[str], top_k: int | None = None
@@ -242,9 +234,7 @@ class Reranker:
         pairs = [(i, d.full_text if isinstance(d, Document) else d) for i, d in items]
         ids = [i for i, _ in pairs]
         judgements = self.score([(text, p) for _, p in pairs])
-        ranked = sorted(
-            (RankedDoc(i, j.score, j) for i, j in zip(ids, judgements)), key=lambda r: (-r.score, r.doc_id)
-        )
+        ranked = best_first(RankedDoc(i, j.score, j) for i, j in zip(ids, judgements))
         return ranked[:top_k] if top_k else ranked
 
     def rerank_run(
@@ -278,8 +268,9 @@ class Reranker:
             progress: Draw a progress bar with pairs/s, tokens/s and ETA.
             store: Where judgements are looked up first and stored as soon as they are made.
             chunk_size: Pairs per chunk (default :data:`CHUNK_BATCHES` batches).
-            engine: Where the chunks are judged: ``None`` in this process, or e.g. a
-                :class:`rank1.engines.ray.RayEngine` (the same chunks, on a Ray cluster).
+            engine: Where the chunks are judged (:mod:`rank1.engines`): ``None`` in this process
+                (:class:`~rank1.engines.local.LocalEngine`), or e.g. a :class:`rank1.engines.ray.RayEngine`
+                (the same chunks, on a Ray cluster).
 
         Raises:
             KeyError: A query missing from the topics or a document missing from the corpus.
@@ -289,34 +280,12 @@ class Reranker:
         size = chunk_size if chunk_size is not None else CHUNK_BATCHES * self.config.batch_size
         if depth < 1 or size < 1:
             raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
-        if self.config.mode == "adaptive":
-            return rerank_run_adaptive(self, run, corpus, topics, depth, progress, store, chunk_size)
-        timer, stats, settings = Stopwatch(), RerankStats(), self.store_settings
-        plans: dict[str, tuple[list[tuple[str, float]], list[str]]] = {}  # qid -> (judged head, tail)
-        keys: dict[str, list[StoreKey]] = {}
-        texts: dict[StoreKey, tuple[str, str]] = {}  # unique pairs in run order
-        for qid, docs in run.items():
-            if qid not in topics:
-                raise KeyError(f"query {qid!r} of the run is not in the topics")
-            ordered = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
-            head, empty = [], []
-            for docid, first_score in ordered[:depth]:
-                if docid not in corpus:
-                    raise KeyError(f"document {docid!r} (query {qid!r}) is not in the corpus")
-                passage = corpus[docid].full_text
-                if not passage.strip():
-                    empty.append(docid)
-                    continue
-                key = settings.key(topics[qid].full_text, passage)
-                texts.setdefault(key, (topics[qid].full_text, passage))
-                keys.setdefault(qid, []).append(key)
-                head.append((docid, first_score))
-            plans[qid] = head, empty + [d for d, _ in ordered[depth:]]
-            stats.empty += len(empty)
+        timer, stats = Stopwatch(), RerankStats()
+        plans, keys, texts, stats.empty = _plan(run, corpus, topics, depth, self.store_settings)
         found = store.get_many(texts) if store is not None else {}
         missing = [k for k in texts if k not in found]
-        judge = self._judge_chunks if engine is None else functools.partial(engine.judge_chunks, self)
-        judgements = {**found, **judge(missing, texts, store, size, progress)}
+        engine = engine if engine is not None else LocalEngine()
+        judgements = {**found, **engine.judge_chunks(self, missing, texts, store, size, progress)}
         out: dict[str, list[RankedDoc]] = {}
         for qid, (head, tail) in plans.items():
             judged = [judgements[k] for k in keys.get(qid, [])]
@@ -327,22 +296,38 @@ class Reranker:
         stats.seconds = timer.seconds
         return RerankResult(out, stats, self.meta)
 
-    def _judge_chunks(
-        self,
-        keys: Sequence[StoreKey],
-        texts: Mapping[StoreKey, tuple[str, str]],
-        store: ScoreStore | None,
-        size: int,
-        progress: bool,
-    ) -> dict[StoreKey, Judgement]:
-        """Judge the pairs of ``keys`` ``size`` at a time, committing each chunk to ``store`` when it is done."""
-        out: dict[StoreKey, Judgement] = {}
-        with pair_progress(len(keys), f"{self.config.mode} {self.model_ref.name}", progress) as advance:
-            for start in range(0, len(keys), size):
-                chunk = keys[start : start + size]
-                prompts = [self.prompts.build(*texts[k]) for k in chunk]
-                judged = self.backend.judge(prompts, self.settings, on_batch=advance)
-                if store is not None:
-                    store.put_many(zip(chunk, judged))
-                out.update(zip(chunk, judged))
-        return out
+
+class _Plan(NamedTuple):
+    """What a rerank job will judge: per query the head (judged, with first-stage scores) and the tail, the
+    store keys of each query's head, the unique pairs in run order, and how many empty texts were skipped."""
+
+    lists: dict[str, tuple[list[tuple[str, float]], list[str]]]
+    keys: dict[str, list[StoreKey]]
+    texts: dict[StoreKey, tuple[str, str]]
+    empty: int
+
+
+def _plan(run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Document], topics: Mapping[str, Query],
+          depth: int, settings: StoreSettings) -> _Plan:
+    """Plan the job (see :meth:`Reranker.rerank_run`); raises ``KeyError`` for a missing query or document."""
+    missing = first_missing(run, corpus, topics, depth)
+    if missing is not None:
+        qid, docid = missing
+        raise KeyError(f"query {qid!r} of the run is not in the topics" if docid is None
+                       else f"document {docid!r} (query {qid!r}) is not in the corpus")
+    plan = _Plan({}, {}, {}, 0)
+    for qid, docs in run.items():
+        ordered = best_first(docs.items())
+        head, empty = [], []
+        for docid, first_score in ordered[:depth]:
+            passage = corpus[docid].full_text
+            if not passage.strip():
+                empty.append(docid)
+                continue
+            key = settings.key(topics[qid].full_text, passage)
+            plan.texts.setdefault(key, (topics[qid].full_text, passage))
+            plan.keys.setdefault(qid, []).append(key)
+            head.append((docid, first_score))
+        plan.lists[qid] = head, empty + [d for d, _ in ordered[depth:]]
+        plan = plan._replace(empty=plan.empty + len(empty))
+    return plan

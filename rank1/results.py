@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Sequence
 
 from rank1 import display
+from rank1.records import best_first
 from rank1.scoring import Judgement
 
 
@@ -75,11 +76,9 @@ class RerankResult:
         """One record per judged pair: ids, rank, score, reasoning, flags and provenance."""
         for qid, docs in self.run.items():
             for rank, doc in enumerate(docs, 1):
-                if doc.judgement is not None:
-                    judgement = doc.judgement._asdict()
-                    judgement["p_true"] = judgement.pop("score")  # ``score`` is the (fused) run score
+                if doc.judgement is not None:  # ``score`` is the (fused) run score, ``p_true`` the model's
                     yield {"qid": qid, "docid": doc.doc_id, "rank": rank, "score": doc.score,
-                           **judgement, **self.meta}
+                           **doc.judgement.details(), "p_true": doc.judgement.score, **self.meta}
 
     def to_pandas(self, judged_only: bool = False) -> pd.DataFrame:
         """One row per document: qid, docid, rank, score, p_true, reasoning, flags (see :mod:`rank1.display`)."""
@@ -113,14 +112,11 @@ def rank_query(
     """
     w = fusion_weight
     first = _minmax([s for _, s in head]) if head else []
-    ranked = sorted(
-        (RankedDoc(d, (1 - w) * j.score + w * f, j) for (d, _), j, f in zip(head, judgements, first)),
-        key=lambda r: (-r.score, r.doc_id),
-    )
+    ranked = best_first(RankedDoc(d, (1 - w) * j.score + w * f, j) for (d, _), j, f in zip(head, judgements, first))
     return ranked + [RankedDoc(d, -float(i), None) for i, d in enumerate(tail, 1)]
 
 
-def refuse(result: RerankResult, first: dict[str, dict[str, float]], fusion_weight: float) -> dict[str, dict[str, float]]:
+def reweight(result: RerankResult, first: dict[str, dict[str, float]], fusion_weight: float) -> dict[str, dict[str, float]]:
     """Re-order a result's stored judgements with another fusion weight, without calling the model.
 
     Args:

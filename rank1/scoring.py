@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Sequence
 
 Mode = Literal["direct", "reasoning"]
 MODES: tuple[str, ...] = ("direct", "reasoning")
@@ -31,6 +31,27 @@ class Judgement(NamedTuple):
     generated_tokens: int = 0
     truncated: bool = False
     fallback: bool = False
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> "Judgement":
+        """A judgement from its field values as a table, a database row or an array returns them."""
+        score, reasoning, tokens, truncated, fallback = values
+        return cls(float(score), str(reasoning), int(tokens), bool(truncated), bool(fallback))
+
+    def to_values(self) -> tuple[float, str, int, int, int]:
+        """The field values as plain numbers (flags as 0/1), for tables and database rows."""
+        return float(self.score), self.reasoning, int(self.generated_tokens), int(self.truncated), int(self.fallback)
+
+    def details(self) -> dict[str, Any]:
+        """Every field but the score, by name (the score is shown as ``p_true`` beside a run's score)."""
+        return dict(zip(JUDGEMENT_FIELDS[1:], self[1:]))
+
+
+JUDGEMENT_FIELDS: tuple[str, ...] = Judgement._fields
+"""The fields of a :class:`Judgement`, in order: the columns of the score store, Ray rows and tables."""
+
+NOT_JUDGED = Judgement(math.nan)
+"""What tables show for a document below the depth: P(true) NaN, no reasoning, no flags."""
 
 
 def p_true(logit_true: float, logit_false: float) -> float:

@@ -24,13 +24,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
-from rank1.scoring import Judgement
+from rank1.scoring import JUDGEMENT_FIELDS, Judgement
 
 STORE_ENV = "RANK1_SCORE_CACHE"
 SCHEMA_VERSION = 1
 _KEY_COLUMNS = ("model_fingerprint", "template", "template_hash", "mode", "budget", "max_passage_tokens",
                 "engine", "query_sha256", "passage_sha256")
-_VALUE_COLUMNS = ("score", "reasoning", "generated_tokens", "truncated", "fallback")
+_VALUE_COLUMNS = JUDGEMENT_FIELDS
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS judgements (
     model_fingerprint TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL,
@@ -82,7 +82,8 @@ class StoreSettings:
         mode: ``direct`` or ``reasoning``.
         budget: Reasoning budget (0 in direct mode, where it plays no part).
         max_passage_tokens: Passage token limit.
-        engine: Backend name and options, e.g. ``transformers device=cpu dtype=auto quantize=None``.
+        engine: Backend name and options, e.g. ``transformers device=cpu dtype=auto trust_remote_code=False``
+            (options set to ``None`` are left out).
     """
 
     model_fingerprint: str
@@ -167,8 +168,7 @@ class ScoreStore:
             for key in keys:
                 row = self._conn.execute(query, key).fetchone()
                 if row is not None:
-                    score, reasoning, tokens, truncated, fallback = row
-                    found[key] = Judgement(score, reasoning, tokens, bool(truncated), bool(fallback))
+                    found[key] = Judgement.from_values(row)
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot read the score cache ({err})") from None
         return found
@@ -177,7 +177,7 @@ class ScoreStore:
         """Store judgements in one transaction (a pair stored again replaces its row); returns how many."""
         now = time.time()
         rows: Sequence[tuple[object, ...]] = [
-            (*key, float(j.score), j.reasoning, int(j.generated_tokens), int(j.truncated), int(j.fallback), now)
+            (*key, *j.to_values(), now)
             for key, j in items
         ]
         columns = (*_KEY_COLUMNS, *_VALUE_COLUMNS, "created_at")

@@ -14,22 +14,24 @@ from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def run_script(tmp_path: Path, shared_data: Path, smollm2_ref: Any):
-    """Run ``benchmarks/<script>`` with the session's converted smollm2 and a private score store."""
+    """Run ``python -m benchmarks.<script>`` from the repository root with the session's converted smollm2 and a
+    private score store."""
     env = {**os.environ, "RANK1_CACHE_DIR": str(Path(smollm2_ref.path).parent),
            "RANK1_SCORE_CACHE": str(tmp_path / "scores.sqlite"),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
 
     def run(script: str, *args: str) -> dict[str, Any]:
         out = tmp_path / f"{script}.json"
-        done = subprocess.run([sys.executable, str(BENCH / script), "--model", "smollm2-135m", *args, "--out", str(out)],
-                              env=env, capture_output=True, text=True, timeout=900)
+        module = f"benchmarks.{script.removesuffix('.py')}"
+        done = subprocess.run([sys.executable, "-m", module, "--model", "smollm2-135m", *args, "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(out.read_text())
 

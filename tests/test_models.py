@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rank1 import models
+from rank1.backends.transformers import load_model
 from rank1.students import STUDENTS
 from rank1.models import (
     DEFAULT_MODEL,
@@ -22,7 +23,6 @@ from rank1.models import (
     ModelRef,
     cache_root,
     list_models,
-    load_model,
     resolve_model,
 )
 

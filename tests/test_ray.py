@@ -92,7 +92,7 @@ def _rerank_on_ray(job: Job, out: Path, cache: Path, actors: int = 2) -> Any:
     with ScoreStore(cache) as store:
         result = reranker.rerank_run(job.run, job.corpus, job.topics, depth=DEPTH, progress=False, store=store,
                                      chunk_size=CHUNK, engine=make_engine("ray", actors=actors))
-    assert reranker._backend is None  # the driver planned and wrote, the actors judged
+    assert not reranker.loaded  # the driver planned and wrote, the actors judged
     write_outputs(result, out, out.with_suffix(".jsonl"), "rank1")
     return result
 
@@ -274,6 +274,28 @@ def test_a_pair_returned_twice_is_kept_and_stored_once(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="returned 2 of 5 judgements"):
         Lost().judge_chunks(planner, keys, texts, None, 2, progress=False)
+
+
+def test_adaptive_mode_runs_both_of_its_stages_on_ray(cluster: str, job: Job, tmp_path: Path) -> None:
+    """The cascade's direct and reasoning stages are two jobs on the pool: the driver never loads the model,
+    and the outputs match the single-process cascade's (two queries, one reasoned pair each)."""
+    from dataclasses import replace
+
+    from rank1.reranker import Reranker
+
+    config = replace(job.config, mode="adaptive", budget=8, adaptive_top=1)
+    run = dict(list(job.run.items())[:2])
+    local = Reranker(config).rerank_run(run, job.corpus, job.topics, depth=DEPTH, progress=False, chunk_size=CHUNK)
+    write_outputs(local, tmp_path / "local.trec", tmp_path / "local.jsonl", "rank1")
+    driver = Reranker(config, load=False)
+    on_ray = driver.rerank_run(run, job.corpus, job.topics, depth=DEPTH, progress=False, chunk_size=CHUNK,
+                               engine=make_engine("ray", actors=1))
+    assert not driver.loaded
+    write_outputs(on_ray, tmp_path / "ray.trec", tmp_path / "ray.jsonl", "rank1")
+    _same_outputs(tmp_path / "ray.trec", tmp_path / "local.trec")
+    direct_pairs = sum(min(DEPTH, len(docs)) for docs in run.values())
+    assert on_ray.stats.judged == local.stats.judged == direct_pairs + 2  # one reasoning pair per query
+    assert on_ray.meta["mode"] == "adaptive" and on_ray.stats.generated_tokens > 0
 
 
 def test_ray_options_are_checked_before_anything_runs() -> None:

@@ -76,7 +76,7 @@ def test_reasoning_answer_matches_a_fresh_forward_pass(reranker) -> None:
     full = backend.tokenizer(prompt, add_special_tokens=settings.add_special_tokens)["input_ids"]
     generated = backend.tokenizer(j.reasoning + settings.think_close + settings.answer_prefix,
                                   add_special_tokens=False)["input_ids"]
-    fresh = backend._answer_scores([full + generated], settings)[0]
+    fresh = backend.answer_scores([full + generated], settings)[0]
     assert fresh == pytest.approx(j.score, abs=0.05)
 
 

@@ -65,7 +65,7 @@ def make_reranker(tmp_path: Path):
 
     def make(backend: FakeBackend, **config) -> Reranker:
         options = {"model": str(model), "template": "rank1", "mode": "direct", "batch_size": 2, **config}
-        return Reranker(_backend=backend, **options)
+        return Reranker.from_backend(backend, **options)
 
     return make
 
@@ -229,6 +229,6 @@ def test_close_releases_the_backend_once(make_reranker) -> None:
     with make_reranker(backend) as reranker:
         deeper = reranker.replace(mode="reasoning", budget=8)
         assert deeper.backend is backend
-    assert closed == [1] and reranker._backend is None
+    assert closed == [1] and not reranker.loaded
     reranker.close()  # nothing left to close
     assert closed == [1]

@@ -204,7 +204,7 @@ def _assert_merged_equals_adapter(base_ref, adapter_dir: Path, pairs: list[tuple
     from peft import PeftModel
 
     from rank1.backends.base import JudgeSettings, PromptBuilder
-    from rank1.models import load_model
+    from rank1.backends.transformers import load_model
     from rank1.prompts import get_template
     from rank1.scoring import answer_token_ids, p_true
 

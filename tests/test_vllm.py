@@ -126,7 +126,7 @@ def both(reranker, vllm_backend, **settings):
     from rank1.reranker import Reranker
 
     hf = reranker.replace(**settings)
-    vl = Reranker(hf.config, backend="vllm", _backend=vllm_backend, _model_ref=hf.model_ref)
+    vl = Reranker.from_backend(vllm_backend, hf.config, backend="vllm")
     return hf, vl
 
 

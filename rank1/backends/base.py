@@ -1,17 +1,19 @@
-"""The backend protocol, its settings, and the prompt building every backend shares.
+"""The backend protocol, its settings, the flow every backend shares, and prompt building.
 
 A backend takes finished prompts (each ending with the opening of the reasoning block) and returns one
 :class:`~rank1.scoring.Judgement` per prompt. Everything that does not depend on the inference engine —
-templates, passage truncation and its accounting, answer-token ids — lives here, so the backends agree.
+templates, passage truncation and its accounting, answer and end-token ids, direct-mode judging, the
+answer sequence after the reasoning — lives here (:class:`BaseBackend`), so the backends agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, NamedTuple, Protocol, Sequence, runtime_checkable
 
+from rank1.backends.options import BackendOptions
 from rank1.prompts import PromptTemplate
-from rank1.scoring import Judgement, cut_to_last_sentence, split_reasoning
+from rank1.scoring import Judgement, answer_token_ids, cut_to_last_sentence, split_reasoning
 
 JUDGE_REVISION = 2
 """Revision of how backends turn a generation into a judgement, part of score-store keys so that a change
@@ -127,6 +129,111 @@ class Backend(Protocol):
     ) -> list[Judgement]:
         """Judge every prompt; the result list is in the order of ``prompts``."""
         ...
+
+    def close(self) -> None:
+        """Release what the backend holds (engine processes); it cannot judge afterwards."""
+        ...
+
+
+class AnswerTokens(NamedTuple):
+    """Token ids of the two answer words (see :func:`~rank1.scoring.answer_token_ids`)."""
+
+    true: int
+    false: int
+
+
+class BaseBackend:
+    """The judging flow the backends share, over the tokenizer's answer and end-token ids (computed once).
+
+    A backend derives from this class, loads its model and calls ``super().__init__`` with the model's
+    tokenizer (padding set up) and fingerprint; it implements :meth:`answer_scores` and :meth:`_reason`, and
+    may override :meth:`fit` (a context limit) and :attr:`direct_batches`. Its options are the fields of
+    :attr:`options_class`.
+
+    Attributes:
+        tokenizer: The model's tokenizer.
+        fingerprint: The model's fingerprint (see :class:`rank1.models.ModelRef`).
+        end_tokens: The ids that end a generation (end of text and padding), sorted.
+    """
+
+    name: ClassVar[str]
+    options_class: ClassVar[type[BackendOptions]] = BackendOptions
+    direct_batches: ClassVar[int | None] = None
+    """Direct mode judges (and reports progress for) this many batches of prompts at a time; ``None``: all
+    prompts at once."""
+
+    def __init__(self, tokenizer: Any, fingerprint: str) -> None:
+        self.tokenizer = tokenizer
+        self.fingerprint = fingerprint
+        self.end_tokens: tuple[int, ...] = tuple(
+            sorted({t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}))
+        self._answer_tokens: dict[tuple[str, str], AnswerTokens] = {}
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option of this backend with its default (see :meth:`BackendOptions.defaults`)."""
+        return cls.options_class.defaults()
+
+    def answer_tokens(self, settings: JudgeSettings) -> AnswerTokens:
+        """The token ids of ``settings.answers`` for this tokenizer (computed once per pair of words)."""
+        ids = self._answer_tokens.get(settings.answers)
+        if ids is None:
+            ids = self._answer_tokens[settings.answers] = AnswerTokens(
+                *answer_token_ids(self.tokenizer, settings.answers))
+        return ids
+
+    def encode(
+        self, texts: Sequence[str], settings: JudgeSettings, room: int = 0
+    ) -> tuple[list[list[int]], list[bool]]:
+        """Token ids of prompt ``texts``, each fitted to leave ``room`` tokens of context (:meth:`fit`).
+
+        Returns:
+            The token lists and, for each, whether it was cut to fit.
+        """
+        ids = self.tokenizer(list(texts), add_special_tokens=settings.add_special_tokens)["input_ids"]
+        fitted = [self.fit(x, room) for x in ids]
+        return [f[0] for f in fitted], [f[1] for f in fitted]
+
+    def fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
+        """``ids`` cut to leave ``room`` tokens of the model's context free, and whether it was cut; by
+        default there is no limit."""
+        return ids, False
+
+    def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
+        """P(true) read at the position after each token list (one answer step per list)."""
+        raise NotImplementedError
+
+    def judge(self, prompts: Sequence[Prompt], settings: JudgeSettings,
+              on_batch: ProgressCallback | None = None) -> list[Judgement]:
+        """Judge ``prompts`` (see :class:`Backend`).
+
+        Direct mode closes each prompt with an empty reasoning block
+        (:attr:`JudgeSettings.close_empty`) and reads the answer after it (:meth:`answer_scores`);
+        reasoning mode is the backend's own (:meth:`_reason`).
+        """
+        if not prompts:
+            return []
+        if settings.mode != "direct":
+            return self._reason(prompts, settings, on_batch)
+        ids, cut = self.encode([p.text + settings.close_empty for p in prompts], settings, room=1)
+        step = settings.batch_size * self.direct_batches if self.direct_batches else len(ids)
+        out: list[Judgement] = []
+        for start in range(0, len(ids), step):
+            scores = self.answer_scores(ids[start : start + step], settings)
+            out += [Judgement(s, truncated=prompts[i].truncated or cut[i]) for i, s in enumerate(scores, start)]
+            if on_batch:
+                on_batch(len(scores), 0)
+        return out
+
+    def _reason(
+        self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch: ProgressCallback | None
+    ) -> list[Judgement]:
+        """Reasoning mode: generate until the reasoning block closes (or the budget is spent), then read
+        the answer at the end of :func:`answer_sequence`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the backend holds; nothing by default."""
 
 
 class PromptBuilder:

@@ -1,12 +1,52 @@
-"""Backend options from command-line values: which options each backend takes, checked before any loading."""
+"""Backend options: the base of each backend's options dataclass, and the options from command-line values.
+
+Each backend declares its options as a frozen dataclass derived from :class:`BackendOptions` (its
+``options_class``): the field defaults are the backend's defaults (they are part of score-store keys, see
+:func:`rank1.backends.option_defaults`), and ``__post_init__`` is the one place the values are checked.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, TypeVar
 
-VLLM_OPTIONS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "quantization",
-                "enforce_eager", "enable_prefix_caching", "block_size")
-"""The vLLM-only options (``--max-model-len``, ``--gpu-memory-utilization``, ...)."""
+OptionsT = TypeVar("OptionsT", bound="BackendOptions")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """The options every backend takes.
+
+    Attributes:
+        dtype: ``"auto"`` (the backend's choice for the device) or a torch dtype name.
+        trust_remote_code: Passed to transformers (and vLLM); off unless asked for.
+    """
+
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every option with its default value."""
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
+    def parse(cls: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
+        """The checked options from ``{name: value}``; missing names take their defaults.
+
+        Raises:
+            ValueError: A name the backend does not take, or a value its checks refuse.
+        """
+        unknown = set(options) - set(cls.names())
+        if unknown:
+            raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))} "
+                             f"({cls.__name__} takes {', '.join(cls.names())})")
+        return cls(**options)
 
 
 def _flag(name: str) -> str:
@@ -27,12 +67,17 @@ def backend_options(
         dtype: Both backends.
         device: transformers only (vLLM runs on its platform's device); ``cpu`` is accepted for both.
         quantize: transformers only: ``4bit`` or ``8bit`` (bitsandbytes).
-        **vllm: The options of :data:`VLLM_OPTIONS`; ``None`` means not given (the backend's default).
+        **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
+            :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
+            given (the backend's default).
 
     Raises:
         ValueError: An option the backend does not take, named as on the command line.
     """
-    unknown = set(vllm) - set(VLLM_OPTIONS)
+    from rank1.backends.vllm import VLLMOptions
+
+    vllm_only = set(VLLMOptions.names()) - set(BackendOptions.names())
+    unknown = set(vllm) - vllm_only
     if unknown:
         raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in vllm.items() if v is not None}

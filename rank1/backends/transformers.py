@@ -1,4 +1,5 @@
-"""The transformers backend: batched, length-bucketed, KV-cached greedy reasoning on any device.
+"""The transformers backend: batched, length-bucketed, KV-cached greedy reasoning on any device; its options;
+and loading a Hugging Face model from safetensors (:func:`load_model`, also used by training and export).
 
 Reasoning mode runs its own decoding loop instead of ``model.generate`` so that a sequence that has closed
 its reasoning block leaves the batch at once (its rows are dropped from the KV cache), and so that the
@@ -8,49 +9,142 @@ batched with their neighbours, which keeps padding small.
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback, answer_sequence
-from rank1.models import ModelRef, load_model
-from rank1.scoring import Judgement, answer_token_ids, p_true
+from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.options import BackendOptions
+from rank1.models import ModelError, ModelRef, resolve_model
+from rank1.scoring import Judgement, p_true
+
+QUANTIZE = (None, "4bit", "8bit")
+"""The values of the ``quantize`` option."""
+
+CPU_DEFAULT_DTYPE = "float32"
+"""What ``dtype="auto"`` means on CPU: much faster than bfloat16 on CPUs without bfloat16 units (see
+benchmarks/README.md)."""
 
 
-class TransformersBackend:
+@dataclass(frozen=True)
+class TransformersOptions(BackendOptions):
+    """The options of the transformers backend (and of :func:`load_model`).
+
+    Attributes:
+        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
+    """
+
+    device: str = "cpu"
+    quantize: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be 4bit or 8bit, not {self.quantize!r}")
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """The torch dtype called ``dtype`` (``"auto"``: bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` elsewhere).
+
+    Raises:
+        ModelError: Not a torch dtype name.
+    """
+    import torch
+
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else CPU_DEFAULT_DTYPE
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise ModelError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
+    return value
+
+
+def _quantization(options: TransformersOptions) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments of ``options.quantize`` (none when it is ``None``)."""
+    if options.quantize is None:
+        return {}
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    config = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+              if options.quantize == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+    return {"quantization_config": config, "device_map": {"": options.device}}
+
+
+def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", quantize: str | None = None,
+               trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` from safetensors (never pickle), in eval mode, with a padding token.
+
+    Args:
+        ref: A :class:`~rank1.models.ModelRef`, or a spec string that is resolved first.
+        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
+        trust_remote_code: Passed to transformers; off unless asked for.
+
+    Raises:
+        ModelError: A bad option, a missing bitsandbytes, or weights that cannot be loaded.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if isinstance(ref, str):
+        ref = resolve_model(ref)
+    torch_type = torch_dtype(dtype, device)
+    try:
+        options = TransformersOptions(dtype=dtype, trust_remote_code=trust_remote_code, device=device,
+                                      quantize=quantize)
+    except ValueError as err:
+        raise ModelError(str(err)) from err
+    kwargs = {"dtype": torch_type, "use_safetensors": True, "trust_remote_code": trust_remote_code,
+              **_quantization(options)}
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a cached load takes seconds; its per-tensor bar is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load model {ref.name!r} from {ref.path}: {err}") from err
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if quantize is None:
+        model = model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+class TransformersBackend(BaseBackend):
     """Judges prompts with a Hugging Face causal LM.
 
     Args:
         model: The resolved model (see :func:`rank1.models.resolve_model`).
-        dtype: ``"auto"`` or a torch dtype name.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        quantize: ``None``, ``"4bit"`` or ``"8bit"`` (bitsandbytes).
-        trust_remote_code: Passed to transformers; off unless asked for.
+        **options: The fields of :class:`TransformersOptions` (``dtype``, ``device``, ``quantize``,
+            ``trust_remote_code``).
+
+    Raises:
+        ValueError: An option the backend does not take, or a bad value.
+        rank1.models.ModelError: The model cannot be loaded.
     """
 
     name = "transformers"
+    options_class = TransformersOptions
+    direct_batches = 4
 
-    def __init__(
-        self,
-        model: ModelRef,
-        dtype: str = "auto",
-        device: str = "cpu",
-        quantize: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> None:
-        self.model, self.tokenizer = load_model(
-            model, dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code
-        )
-        self.model.eval()
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.fingerprint = model.fingerprint
+    def __init__(self, model: ModelRef, **options: Any) -> None:
+        self.options = TransformersOptions.parse(options)
+        self.model, tokenizer = load_model(model, **asdict(self.options))
+        tokenizer.padding_side = "left"
+        super().__init__(tokenizer, model.fingerprint)
         self.device = self.model.device
 
     # -- shared pieces -------------------------------------------------------------------------------
-
-    def _encode(self, texts: Sequence[str], settings: JudgeSettings) -> list[list[int]]:
-        enc = self.tokenizer(list(texts), add_special_tokens=settings.add_special_tokens)
-        return enc["input_ids"]
 
     def _batch(self, ids: Sequence[list[int]]) -> tuple[Any, Any, Any]:
         """Left-pad token lists into (input_ids, attention_mask, position_ids) tensors."""
@@ -69,11 +163,12 @@ class TransformersBackend:
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
-    def _answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
-        """P(true) read at the last position of each token list, in one forward pass per batch."""
+    def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
+        """P(true) read at the last position of each token list, in one forward pass per length-bucketed batch
+        of ``settings.batch_size`` lists."""
         import torch
 
-        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+        true_id, false_id = self.answer_tokens(settings)
         scores = [0.0] * len(ids)
         for batch in self._buckets([len(x) for x in ids], settings.batch_size):
             input_ids, mask, positions = self._batch([ids[i] for i in batch])
@@ -86,34 +181,13 @@ class TransformersBackend:
                 scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
         return scores
 
-    # -- the protocol --------------------------------------------------------------------------------
-
-    def judge(
-        self,
-        prompts: Sequence[Prompt],
-        settings: JudgeSettings,
-        on_batch: ProgressCallback | None = None,
-    ) -> list[Judgement]:
-        """Judge ``prompts`` (see :class:`rank1.backends.base.Backend`)."""
-        if not prompts:
-            return []
-        if settings.mode == "direct":
-            closed = [p.text + settings.close_empty for p in prompts]
-            ids = self._encode(closed, settings)
-            out: list[Judgement] = []
-            for start in range(0, len(ids), settings.batch_size * 4):
-                chunk = ids[start : start + settings.batch_size * 4]
-                for k, score in enumerate(self._answer_scores(chunk, settings)):
-                    out.append(Judgement(score, truncated=prompts[start + k].truncated))
-                if on_batch:
-                    on_batch(len(chunk), 0)
-            return out
-        return self._reason(prompts, settings, on_batch)
+    # -- reasoning mode ------------------------------------------------------------------------------
 
     def _reason(
         self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch: ProgressCallback | None
     ) -> list[Judgement]:
-        ids = self._encode([p.text for p in prompts], settings)
+        """Reasoning mode, one length-bucketed batch at a time (:meth:`_reason_batch`)."""
+        ids, _ = self.encode([p.text for p in prompts], settings)
         results: list[Judgement | None] = [None] * len(prompts)
         for batch in self._buckets([len(x) for x in ids], settings.batch_size):
             done = self._reason_batch([ids[i] for i in batch], settings)
@@ -140,10 +214,10 @@ class TransformersBackend:
         """
         import torch
 
-        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+        true_id, false_id = self.answer_tokens(settings)
         close = settings.think_close
         prefix = self.tokenizer.encode(settings.answer_prefix, add_special_tokens=False)
-        eos = {t for t in [self.tokenizer.eos_token_id, self.tokenizer.pad_token_id] if t is not None}
+        eos = self.end_tokens
         n = len(ids)
         generated: list[list[int]] = [[] for _ in range(n)]
         forced: list[list[int] | None] = [None] * n  # tokens still to force; [] = answer position next
@@ -209,7 +283,7 @@ class TransformersBackend:
                 rescore.append((seq, ids[seq] + sequence))
             results.append((scores[seq] or 0.0, text, len(tokens), fallback))
         if rescore:
-            rescored = self._answer_scores([x for _, x in rescore], settings)
+            rescored = self.answer_scores([x for _, x in rescore], settings)
             for (s, _), score in zip(rescore, rescored):
                 results[s] = (score, *results[s][1:])
         return results

@@ -31,12 +31,15 @@ template's closing text), and are flagged ``truncated``: one long passage never 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-from rank1.backends.base import JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.options import BackendOptions
+from rank1.backends.transformers import CPU_DEFAULT_DTYPE
 from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
 from rank1.models import ModelError, ModelRef
-from rank1.scoring import Judgement, answer_token_ids, p_true
+from rank1.scoring import Judgement, p_true
 
 QUANTIZATIONS = (None, "awq", "gptq", "fp8", "bitsandbytes")
 """The values of the ``quantization`` option (vLLM's method names; awq and gptq need such checkpoints)."""
@@ -66,8 +69,8 @@ def bind_all_cores() -> str:
     """Let a CPU engine use every core this process may run on, unless ``VLLM_CPU_OMP_THREADS_BIND`` is set.
 
     vLLM's ``auto`` binding keeps one core back for the front-end process; for an offline batch job on a
-    small machine that halves the compute (measured on 2 cores: 97 s vs 55 s for the same 32 pairs). The
-    setting is an environment variable because the engine reads it in its worker process.
+    small machine that halves the compute (see benchmarks/README.md). The setting is an environment
+    variable because the engine reads it in its worker process.
 
     Returns:
         The binding in effect.
@@ -92,16 +95,11 @@ def fit_to_context(ids: Sequence[int], limit: int, keep_tail: int = KEEP_TAIL) -
     return [*ids[: limit - keep_tail], *ids[len(ids) - keep_tail :]], True
 
 
-class VLLMBackend:
-    """Judges prompts with a vLLM offline engine (``vllm.LLM``).
+@dataclass(frozen=True)
+class VLLMOptions(BackendOptions):
+    """The options of the vLLM backend.
 
-    The engine starts worker processes: a script that builds this backend needs an
-    ``if __name__ == "__main__":`` guard. On CPU (``vllm-cpu``) set ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV
-    cache) and ``OMP_NUM_THREADS`` to suit the machine.
-
-    Args:
-        model: The resolved model (see :func:`rank1.models.resolve_model`); its safetensors directory is
-            loaded (embedded models from the converted cache: vLLM does not read these GGUF files).
+    Attributes:
         dtype: ``"auto"`` (float32 on CPU, like the transformers backend; the checkpoint's dtype on GPU) or
             ``bfloat16``, ``float16``, ``float32``.
         max_model_len: Context length of the engine (default: the model's). Smaller starts faster and needs
@@ -114,36 +112,54 @@ class VLLMBackend:
         block_size: Tokens per KV-cache block, the unit the prefix cache reuses. ``None``: vLLM's default
             on GPU; on CPU :data:`CPU_BLOCK_SIZE` while prefix caching is on (vllm-cpu's own default, 128,
             is longer than most reranking prompts, so the answer step would recompute them whole).
-        trust_remote_code: Passed to vLLM and transformers; off unless asked for.
         answer_in_round: Read the reasoning-mode answer in the reasoning call where the output allows it
             (:mod:`rank1.backends.vllm_round`); off: always in a second call. The judgements are the same.
+    """
+
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    quantization: str | None = None
+    enforce_eager: bool | None = None
+    enable_prefix_caching: bool = True
+    block_size: int | None = None
+    answer_in_round: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {self.quantization!r}")
+        if self.max_model_len is not None and self.max_model_len < 2 * KEEP_TAIL:
+            raise ValueError(f"max_model_len must be at least {2 * KEEP_TAIL}, not {self.max_model_len}")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0 or self.tensor_parallel_size < 1:
+            raise ValueError("gpu_memory_utilization must lie in (0, 1] and tensor_parallel_size be at least 1")
+
+
+class VLLMBackend(BaseBackend):
+    """Judges prompts with a vLLM offline engine (``vllm.LLM``).
+
+    The engine starts worker processes: a script that builds this backend needs an
+    ``if __name__ == "__main__":`` guard. On CPU (``vllm-cpu``) set ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV
+    cache) and ``OMP_NUM_THREADS`` to suit the machine.
+
+    Args:
+        model: The resolved model (see :func:`rank1.models.resolve_model`); its safetensors directory is
+            loaded (embedded models from the converted cache: vLLM does not read these GGUF files).
+        **options: The fields of :class:`VLLMOptions`.
 
     Attributes:
+        answer_in_round: See :class:`VLLMOptions` (off when the tokenizer has no end token).
         second_calls: Pairs judged so far whose answer needed the second engine call.
+
+    Raises:
+        ValueError: An option the backend does not take, or a bad value.
+        rank1.models.ModelError: vLLM is missing or too old, or the model cannot be loaded.
     """
 
     name = "vllm"
+    options_class = VLLMOptions
 
-    def __init__(
-        self,
-        model: ModelRef,
-        dtype: str = "auto",
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float = 0.9,
-        tensor_parallel_size: int = 1,
-        quantization: str | None = None,
-        enforce_eager: bool | None = None,
-        enable_prefix_caching: bool = True,
-        block_size: int | None = None,
-        trust_remote_code: bool = False,
-        answer_in_round: bool = True,
-    ) -> None:
-        if quantization not in QUANTIZATIONS:
-            raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {quantization!r}")
-        if max_model_len is not None and max_model_len < 2 * KEEP_TAIL:
-            raise ValueError(f"max_model_len must be at least {2 * KEEP_TAIL}, not {max_model_len}")
-        if not 0.0 < gpu_memory_utilization <= 1.0 or tensor_parallel_size < 1:
-            raise ValueError("gpu_memory_utilization must lie in (0, 1] and tensor_parallel_size be at least 1")
+    def __init__(self, model: ModelRef, **options: Any) -> None:
+        self.options = o = VLLMOptions.parse(options)
         vllm = import_vllm()
         from transformers import AutoTokenizer
         from vllm.platforms import current_platform
@@ -156,26 +172,24 @@ class VLLMBackend:
         on_cpu = current_platform.is_cpu()
         if on_cpu:
             bind_all_cores()
-        if block_size is None and on_cpu and enable_prefix_caching:
-            block_size = CPU_BLOCK_SIZE
-        if dtype == "auto" and on_cpu:
-            dtype = "float32"  # as the transformers backend on CPU; bfloat16 is far slower on AVX2 machines
+        block_size = CPU_BLOCK_SIZE if o.block_size is None and on_cpu and o.enable_prefix_caching else o.block_size
+        # on CPU as the transformers backend: bfloat16 is far slower on AVX2 machines
+        dtype = CPU_DEFAULT_DTYPE if o.dtype == "auto" and on_cpu else o.dtype
         try:
             self.llm = vllm.LLM(
-                model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=max_model_len,
-                gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
-                quantization=quantization, enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
-                enable_prefix_caching=enable_prefix_caching, block_size=block_size,
-                trust_remote_code=trust_remote_code, seed=0, logits_processors=[AnswerInRound],
+                model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=o.max_model_len,
+                gpu_memory_utilization=o.gpu_memory_utilization, tensor_parallel_size=o.tensor_parallel_size,
+                quantization=o.quantization, enforce_eager=on_cpu if o.enforce_eager is None else o.enforce_eager,
+                enable_prefix_caching=o.enable_prefix_caching, block_size=block_size,
+                trust_remote_code=o.trust_remote_code, seed=0, logits_processors=[AnswerInRound],
                 logprobs_mode="processed_logits",  # logits, not log-probabilities: see vllm_round
             )
-            self.tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelError(f"vLLM cannot load model {model.name!r} from {model.path}: {err}") from err
-        self.fingerprint = model.fingerprint
+        super().__init__(tokenizer, model.fingerprint)
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
-        self._eos = sorted({t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None})
-        self.answer_in_round = answer_in_round and bool(self._eos)
+        self.answer_in_round = o.answer_in_round and bool(self.end_tokens)
         self.second_calls = 0
 
     def close(self) -> None:
@@ -188,12 +202,9 @@ class VLLMBackend:
 
     # -- pieces ---------------------------------------------------------------------------------------
 
-    def _encode(self, texts: Sequence[str], settings: JudgeSettings, room: int) -> tuple[list[list[int]], list[bool]]:
-        """Token ids of ``texts`` (as the transformers backend makes them), each cut to leave ``room`` tokens
-        of context free; and which were cut."""
-        ids = self.tokenizer(list(texts), add_special_tokens=settings.add_special_tokens)["input_ids"]
-        fitted = [fit_to_context(x, self.max_model_len - room) for x in ids]
-        return [f[0] for f in fitted], [f[1] for f in fitted]
+    def fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
+        """``ids`` cut (:func:`fit_to_context`) to leave ``room`` tokens of the engine's context free."""
+        return fit_to_context(ids, self.max_model_len - room)
 
     def generate(self, ids: Sequence[list[int]], params: Any) -> list[Any]:
         """``LLM.generate`` on token-id prompts, one output per prompt in order, without a progress bar."""
@@ -208,7 +219,7 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
-                              logprob_token_ids=list(answer_token_ids(self.tokenizer, settings.answers)))
+                              logprob_token_ids=list(self.answer_tokens(settings)))
 
     def reasoning_params(self, settings: JudgeSettings, in_round: bool | None = None) -> Any:
         """Sampling parameters of the reasoning step: greedy until the closing tag, an end token (the ones the
@@ -220,15 +231,16 @@ class VLLMBackend:
         if not (self.answer_in_round if in_round is None else in_round):
             return SamplingParams(max_tokens=settings.budget, temperature=0.0, stop=[settings.think_close],
                                   include_stop_str_in_output=True, skip_special_tokens=False,
-                                  ignore_eos=True, stop_token_ids=self._eos)
+                                  ignore_eos=True, stop_token_ids=list(self.end_tokens))
         return SamplingParams(max_tokens=settings.budget + self._tail_tokens(settings) + 4, temperature=0.0,
-                              detokenize=False, ignore_eos=True, stop_token_ids=self._eos,
-                              logprob_token_ids=list(answer_token_ids(self.tokenizer, settings.answers)),
-                              extra_args=request_args(settings, self._eos))
+                              detokenize=False, ignore_eos=True, stop_token_ids=list(self.end_tokens),
+                              logprob_token_ids=list(self.answer_tokens(settings)),
+                              extra_args=request_args(settings, self.end_tokens))
 
-    def _answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
-        """P(true) at the position after each token list: one step with the two answers' log-probabilities."""
-        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+    def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
+        """P(true) at the position after each token list: one step with the two answers' logits, all lists in
+        one engine call."""
+        true_id, false_id = self.answer_tokens(settings)
         scores = []
         for out in self.generate(ids, self.answer_params(settings)):
             step = out.outputs[0].logprobs[0]
@@ -243,47 +255,29 @@ class VLLMBackend:
         """Context tokens a reasoning prompt must leave free: the budget, the answer tail and some slack."""
         return settings.budget + self._tail_tokens(settings) + 8
 
-    # -- the protocol ---------------------------------------------------------------------------------
-
-    def judge(
-        self,
-        prompts: Sequence[Prompt],
-        settings: JudgeSettings,
-        on_batch: ProgressCallback | None = None,
-    ) -> list[Judgement]:
-        """Judge ``prompts`` (see :class:`rank1.backends.base.Backend`); all in one engine call per step."""
-        if not prompts:
-            return []
-        if settings.mode == "direct":
-            ids, cut = self._encode([p.text + settings.close_empty for p in prompts], settings, room=1)
-            scores = self._answer_scores(ids, settings)
-            out = [Judgement(s, truncated=p.truncated or c) for s, p, c in zip(scores, prompts, cut)]
-            if on_batch:
-                on_batch(len(prompts), 0)
-            return out
-        return self._reason(prompts, settings, on_batch)
+    # -- reasoning mode ---------------------------------------------------------------------------------
 
     def _reason(
         self, prompts: Sequence[Prompt], settings: JudgeSettings, on_batch: ProgressCallback | None
     ) -> list[Judgement]:
         """Reasoning until the closing tag or the budget, and the answer step: in the same engine call where
         :mod:`~rank1.backends.vllm_round` can, otherwise in a second one (module docstring)."""
-        ids, cut = self._encode([p.text for p in prompts], settings, room=self.reasoning_room(settings))
-        true_id, false_id = answer_token_ids(self.tokenizer, settings.answers)
+        ids, cut = self.encode([p.text for p in prompts], settings, room=self.reasoning_room(settings))
+        true_id, false_id = self.answer_tokens(settings)
         scores: list[float | None] = []
         pending: list[tuple[int, list[int]]] = []
         rows: list[tuple[str, int, bool]] = []
         for i, (prompt_ids, out) in enumerate(zip(ids, self.generate(ids, self.reasoning_params(settings)))):
             tokens, steps = list(out.outputs[0].token_ids), out.outputs[0].logprobs
-            n = reasoning_end(self.tokenizer, tokens, steps, settings, self._eos)  # end tokens are never kept
+            n = reasoning_end(self.tokenizer, tokens, steps, settings, self.end_tokens)  # end tokens are never kept
             sequence, text, fallback = answer_sequence(self.tokenizer, tokens[:n], settings)
-            if self.answer_in_round and answered_in_round(tokens, sequence, self._eos):
+            if self.answer_in_round and answered_in_round(tokens, sequence, self.end_tokens):
                 scores.append(p_true(steps[-1][true_id].logprob, steps[-1][false_id].logprob))
             else:
                 scores.append(None)
                 pending.append((i, prompt_ids + sequence))
             rows.append((text, n, fallback))
-        for (i, _), score in zip(pending, self._answer_scores([x for _, x in pending], settings) if pending else []):
+        for (i, _), score in zip(pending, self.answer_scores([x for _, x in pending], settings) if pending else []):
             scores[i] = score
         self.second_calls += len(pending)
         if on_batch:

@@ -3,77 +3,51 @@
 An engine takes the chunks :meth:`rank1.reranker.Reranker.rerank_run` has planned (the missing pairs in run
 order, cut ``size`` at a time) and returns a judgement for every pair, storing each finished chunk in the
 score store as soon as it arrives. Planning, ordering and output writing stay in the reranker and the
-pipeline, so every engine writes the same run and traces files. Nothing heavy is imported here.
+pipeline, so every engine writes the same run and traces files. The contract is in
+:mod:`rank1.engines.base`; the registry maps a name to ``"module:Class"``, so that nothing heavy (Ray) is
+imported until it is used.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
+import importlib
+from typing import Any
 
-if TYPE_CHECKING:
-    from rank1.reranker import Reranker
-    from rank1.scoring import Judgement
-    from rank1.store import ScoreStore, StoreKey
+from rank1.engines.base import JudgeEngine, PairJudge, chunked
 
-ENGINES: tuple[str, ...] = ("local", "ray")
-"""The engine names of ``rank1 rerank --engine``."""
+ENGINES: dict[str, str] = {
+    "local": "rank1.engines.local:LocalEngine",
+    "ray": "rank1.engines.ray:RayEngine",
+}
+"""The engines of ``rank1 rerank --engine``, by name."""
 
-
-class JudgeEngine(Protocol):
-    """Judges the missing pairs of a rerank job somewhere else than in the calling process."""
-
-    def judge_chunks(
-        self,
-        reranker: "Reranker",
-        keys: Sequence["StoreKey"],
-        texts: Mapping["StoreKey", tuple[str, str]],
-        store: "ScoreStore | None",
-        size: int,
-        progress: bool,
-    ) -> dict["StoreKey", "Judgement"]:
-        """Judge the pairs of ``keys`` in chunks of ``size`` (as the local path cuts them), putting each
-        finished chunk into ``store``; returns one judgement per key."""
-        ...
+_RAY_FLAGS = {"address": "--ray-address", "actors": "--actors", "gpus_per_actor": "--gpus-per-actor",
+              "cpus_per_actor": "--cpus-per-actor"}
 
 
-def chunked(keys: Sequence["StoreKey"], size: int) -> list[Sequence["StoreKey"]]:
-    """``keys`` cut into consecutive chunks of ``size`` (the last one may be shorter)."""
-    return [keys[start : start + size] for start in range(0, len(keys), size)]
-
-
-def make_engine(
-    name: str,
-    address: str | None = None,
-    actors: int | None = None,
-    gpus_per_actor: float | None = None,
-    cpus_per_actor: float | None = None,
-) -> JudgeEngine | None:
+def make_engine(name: str, **options: Any) -> JudgeEngine:
     """The engine called ``name`` with its options (what ``rank1 rerank --engine`` builds).
 
     Args:
-        name: ``local`` (``None`` is returned: the reranker judges in this process) or ``ray``.
-        address: Ray cluster address (``auto``, ``ray://host:10001``, ``host:6379``); ``None``: the
-            cluster in ``$RAY_ADDRESS``, else a new local one.
-        actors: Ray actors, each holding one model (default 1).
-        gpus_per_actor: GPUs per actor (default 0: CPU); the vLLM backend uses them for tensor parallelism.
-        cpus_per_actor: CPUs per actor (default 1).
+        name: ``local`` (judge in this process) or ``ray``.
+        **options: The engine's settings; ``None`` values count as not given. For ``ray`` (see
+            :class:`rank1.engines.ray.RayEngine`): ``address``, ``actors``, ``gpus_per_actor``,
+            ``cpus_per_actor``. ``local`` takes none.
 
     Raises:
-        ValueError: An unknown engine, a bad option value, or a Ray option given with ``local``.
+        ValueError: An unknown engine, a bad option value, or an option the engine does not take.
     """
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
-    options = {"address": address, "actors": actors, "gpus_per_actor": gpus_per_actor,
-               "cpus_per_actor": cpus_per_actor}
     given = {k: v for k, v in options.items() if v is not None}
-    if name == "local":
-        if given:
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given).replace("--address", "--ray-address")
-            raise ValueError(f"{flags}: only with --engine ray")
-        return None
-    from rank1.engines.ray import RayEngine
+    module_name, class_name = ENGINES[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    known = set(getattr(cls, "__dataclass_fields__", {}))
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        flags = ", ".join(_RAY_FLAGS.get(k, k) for k in unknown)
+        raise ValueError(f"{flags}: only with --engine ray" if name == "local" else f"{flags}: not an option of {name}")
+    return cls(**given)
 
-    return RayEngine(**given)
 
-
-__all__ = ["ENGINES", "JudgeEngine", "chunked", "make_engine"]
+__all__ = ["ENGINES", "JudgeEngine", "PairJudge", "chunked", "make_engine"]

@@ -31,16 +31,14 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from rank1.engines import chunked
+from rank1.engines.base import PairJudge, chunked
 from rank1.progress import pair_progress
-from rank1.scoring import Judgement
+from rank1.scoring import JUDGEMENT_FIELDS, Judgement
 
 if TYPE_CHECKING:
-    from rank1.reranker import Reranker, RerankerConfig
+    from rank1.reranker import RerankerConfig
     from rank1.store import ScoreStore, StoreKey
 
-_FIELDS = ("score", "reasoning", "generated_tokens", "truncated", "fallback")
-"""The judgement columns of the rows the actors return (besides ``index``)."""
 
 
 class ChunkJudge:
@@ -65,12 +63,12 @@ class ChunkJudge:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         """Judge every chunk of ``batch`` (one with ``batch_size=1``); one output row per pair."""
-        out: dict[str, list[Any]] = {"index": [], **{name: [] for name in _FIELDS}}
+        out: dict[str, list[Any]] = {"index": [], **{name: [] for name in JUDGEMENT_FIELDS}}
         for indices, queries, passages in zip(batch["index"], batch["query"], batch["passage"]):
-            judged = self.reranker.score(list(zip(map(str, queries), map(str, passages))))
+            judged = self.reranker.judge(list(zip(map(str, queries), map(str, passages))))
             out["index"].extend(int(i) for i in indices)
             for judgement in judged:
-                for name, value in zip(_FIELDS, judgement):
+                for name, value in zip(JUDGEMENT_FIELDS, judgement):
                     out[name].append(value)
         return out
 
@@ -96,6 +94,7 @@ class RayEngine:
     actors: int = 1
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
+    in_process = False  # the driver plans and stores; the actors load the model
 
     def __post_init__(self) -> None:
         if self.actors < 1:
@@ -114,12 +113,10 @@ class RayEngine:
         return ray
 
     def stream(
-        self, reranker: "Reranker", chunks: Sequence[Sequence[tuple[str, str]]]
+        self, reranker: PairJudge, chunks: Sequence[Sequence[tuple[str, str]]]
     ) -> Iterator[list[tuple[int, Judgement]]]:
         """Judge ``chunks`` of (query, passage) pairs on the cluster; yields blocks of (pair index, judgement)
         as they finish, in no particular order. Pairs are numbered across chunks, in order, from 0."""
-        if reranker.config.mode not in ("direct", "reasoning"):
-            raise ValueError(f"the ray engine runs the direct and reasoning modes, not {reranker.config.mode!r}")
         parallel = reranker.config.backend_options.get("tensor_parallel_size") or 1
         if parallel > 1 and self.gpus_per_actor < parallel:
             raise ValueError(f"--gpus-per-actor {self.gpus_per_actor:g} is below --tensor-parallel-size {parallel}")
@@ -145,12 +142,12 @@ class RayEngine:
                                    "threads": max(1, int(self.cpus_per_actor))},
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            yield [(int(i), Judgement(float(s), str(r), int(n), bool(t), bool(f)))
-                   for i, s, r, n, t, f in zip(batch["index"], *(batch[name] for name in _FIELDS))]
+            yield [(int(i), Judgement.from_values(values))
+                   for i, *values in zip(batch["index"], *(batch[name] for name in JUDGEMENT_FIELDS))]
 
     def judge_chunks(
         self,
-        reranker: "Reranker",
+        reranker: PairJudge,
         keys: Sequence["StoreKey"],
         texts: Mapping["StoreKey", tuple[str, str]],
         store: "ScoreStore | None",
@@ -158,14 +155,14 @@ class RayEngine:
         progress: bool,
     ) -> dict["StoreKey", Judgement]:
         """Judge the pairs of ``keys`` on the cluster in chunks of ``size``, putting every block of results into
-        ``store`` as it arrives (see :class:`rank1.engines.JudgeEngine`).
+        ``store`` as it arrives (see :class:`rank1.engines.base.JudgeEngine`).
 
         Raises:
             RuntimeError: The cluster returned no judgement for some pair.
         """
         chunks = [[texts[k] for k in chunk] for chunk in chunked(keys, size)]
         out: dict[StoreKey, Judgement] = {}
-        label = f"{reranker.config.mode} {reranker.model_ref.name} on ray x{self.actors}"
+        label = f"{reranker.label} on ray x{self.actors}"
         with pair_progress(len(keys), label, progress) as advance:
             for block in self.stream(reranker, chunks):
                 new = [(keys[i], j) for i, j in block if keys[i] not in out]

@@ -26,7 +26,7 @@ import numpy as np
 from rank1.io.atomic import atomic_write
 from rank1.io.errors import InputError
 from rank1.io.text import check_unique, iter_content_lines
-from rank1.records import ScoredDoc
+from rank1.records import ScoredDoc, best_first
 
 __all__ = ["iter_run", "read_run", "sort_run", "write_run"]
 
@@ -127,7 +127,7 @@ def sort_run(
         _check_id("query id", qid)
         ranked: list[tuple[str, float]] = []
         previous = math.inf
-        for docid, score in sorted(docs.items(), key=lambda item: (-item[1], item[0])):
+        for docid, score in best_first(docs.items()):
             _check_id("doc id", docid)
             score = float(score)
             if not math.isfinite(score):

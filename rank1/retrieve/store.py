@@ -16,14 +16,13 @@ old index or the new one.
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rank1.io.atomic import atomic_folder, atomic_write
 from rank1.retrieve.tokenize import Tokenizer
 
 __all__ = [
@@ -120,27 +119,12 @@ def write_index(path: str | Path, stored: StoredIndex) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         read_manifest(path)  # refuse to replace something that is not ours
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **stored.manifest}
-    stamp = f"{time.time_ns()}"
-    tmp = path.with_name(f".{path.name}.tmp-{stamp}")
-    old = path.with_name(f".{path.name}.old-{stamp}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(path) as tmp:
         np.save(tmp / "tokens.npy", np.ascontiguousarray(stored.tokens, dtype=np.int32), allow_pickle=False)
         np.save(tmp / "offsets.npy", np.ascontiguousarray(stored.offsets, dtype=np.int64), allow_pickle=False)
         (tmp / "doc_ids.json").write_text(json.dumps(stored.doc_ids, ensure_ascii=False), encoding="utf-8")
         (tmp / "vocab.json").write_text(json.dumps(stored.vocab, ensure_ascii=False), encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        if path.exists():
-            path.rename(old)
-        try:
-            tmp.rename(path)
-        except OSError:
-            if old.exists():
-                old.rename(path)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -148,10 +132,8 @@ def update_manifest(path: str | Path, **changes: Any) -> None:
     """Change top-level manifest fields in place (atomically), e.g. a new ``source``."""
     man = read_manifest(path)
     man.update(changes)
-    file = Path(path) / MANIFEST
-    tmp = file.with_name(f".{MANIFEST}.tmp-{time.time_ns()}")
-    tmp.write_text(json.dumps(man, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(file)
+    with atomic_write(Path(path) / MANIFEST) as f:
+        f.write(json.dumps(man, indent=2, ensure_ascii=False))
 
 
 def read_index(path: str | Path) -> StoredIndex:

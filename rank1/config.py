@@ -1,0 +1,79 @@
+"""Every setting of a reranker, in one frozen dataclass validated once, when it is made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from rank1.backends import BACKENDS, check_options
+from rank1.models import DEFAULT_MODEL
+from rank1.prompts import TEMPLATES
+from rank1.scoring import MODES
+from rank1.students import recommended_settings
+
+RERANK_MODES: tuple[str, ...] = (*MODES, "adaptive")
+"""Reranker modes: the backend modes and ``adaptive`` (direct first, reasoning where it matters)."""
+
+DEFAULT_EMBEDDED_TEMPLATE = "rank1"
+"""Template for the embedded instruct models: Rank1's raw prompt, as good as the chat templates and faster
+(a shorter prompt); the measurement is in benchmarks/README.md ("Reranking quality")."""
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    """Every setting of a :class:`~rank1.reranker.Reranker`; the defaults are the CLI's defaults.
+
+    Attributes:
+        model: Model spec: an embedded model's name, a local directory, a ``.gguf`` file or a hub id.
+        backend: Backend name (``transformers`` or ``vllm``).
+        mode: ``direct`` (no reasoning, one forward pass), ``reasoning``, or ``adaptive`` (direct for every
+            pair, then reasoning for the pairs that can change the ranking; see :mod:`rank1.adaptive`).
+            ``None``: the model's measured-best mode (a shipped student's ``mode``), else ``reasoning``.
+        budget: Most reasoning tokens per pair (reasoning and adaptive modes).
+        template: Prompt template name; ``None`` picks the raw Rank1 template (``rank1``), measured on DL19
+            to be as good as the chat templates for the embedded instruct models (``benchmarks/README.md``).
+        batch_size: Pairs per forward pass.
+        max_passage_tokens: Passages are truncated to this many tokens (each cut is counted).
+        fusion_weight: Weight ``w`` of the first-stage score in ``(1-w)*P(true) + w*minmax(first stage)``;
+            0 ranks by P(true) alone. ``None``: a shipped student's weight (chosen on the MS MARCO dev
+            split), else 0. Both ``None`` fields are resolved when the config is made.
+        cache_dir: Where converted models are cached (default ``~/.cache/rank1/models``).
+        backend_options: Passed to the backend (``dtype``, ``device``, ``quantize``...).
+        adaptive_top: Adaptive mode: reason on this many top pairs of each query (by direct P(true)).
+        adaptive_band: Adaptive mode: also reason on pairs whose direct P(true) is within this of 0.5.
+    """
+
+    model: str = DEFAULT_MODEL
+    backend: str = "transformers"
+    mode: str | None = None
+    budget: int = 256
+    template: str | None = None
+    batch_size: int = 8
+    max_passage_tokens: int = 512
+    fusion_weight: float | None = None
+    cache_dir: str | None = None
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    adaptive_top: int = 10
+    adaptive_band: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Fill ``mode`` and ``fusion_weight`` left at ``None`` from the model's recommendation, then check
+        every setting, so that a bad one fails before any input is read or model loaded."""
+        mode, weight = recommended_settings(self.model)
+        if self.mode is None:
+            object.__setattr__(self, "mode", mode)
+        if self.fusion_weight is None:
+            object.__setattr__(self, "fusion_weight", weight)
+        if self.mode not in RERANK_MODES:
+            raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
+        if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:
+            raise ValueError("adaptive_top must be at least 0 and adaptive_band lie in [0, 0.5]")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.template is not None and self.template not in TEMPLATES:
+            raise ValueError(f"unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
+        for name in ("budget", "batch_size", "max_passage_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError(f"fusion_weight must lie in [0, 1], not {self.fusion_weight}")
+        check_options(self.backend, self.backend_options)
