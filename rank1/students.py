@@ -62,8 +62,8 @@ class Student:
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
-            sha256="0557c0d9ede5995eda1ababf854a1f9248bea4b091a4e881e77c4a401f1be6e0",
-            description="labels student, direct mode fused with BM25 (w=0.6); MS MARCO, first round; see its card",
+            sha256="c98f85bc8ff4cf10fae48fbf16344c71051062b730ef4113f20c4a24d68e53c7",
+            description="labels student, direct mode fused with BM25 (w=0.6); MS MARCO, second round; see its card",
             mode="direct", fusion_weight=0.6),
 )}
 
@@ -90,7 +90,7 @@ def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = 
     """Merge the LoRA adapter in ``adapter_dir`` into the base model at ``base_path``; save into ``out``."""
     from peft import PeftModel
 
-    from rank1.models import load_model
+    from rank1.backends.transformers import load_model
 
     model, tokenizer = load_model(base_path, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
