@@ -64,9 +64,14 @@ def command(argv: list[str] | None = None) -> str:
 
 
 def header() -> dict[str, Any]:
-    """The fields every results JSON starts with: the exact command, the date and the machine."""
+    """The fields every results JSON starts with: the exact command, the date, the machine, its CPU (the flags
+    that decide speed) and what ``dtype="auto"`` chose on it."""
+    from rank1.hardware import cpu_dtype_choice, describe_cpu
+
+    choice = cpu_dtype_choice()
     return {"command": command(), "date": dt.date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU"}
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "cpu": describe_cpu(),
+            "auto_dtype": f"{choice.dtype} ({choice.reason})"}
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> None:

@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 
 from benchmarks._common import RESULTS, header, load_trec_dl, top, write_json
 from rank1.backends.base import JudgeSettings, Prompt
+from rank1.hardware import gemm_gflops
 from rank1.metrics import evaluate
 from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker
@@ -87,27 +88,19 @@ class PeakRSS:
 
 def matmul_flops(dtype_name: str, n: int = 1024, seconds: float = 3.0) -> float:
     """Measured FLOP/s of an n x n matrix multiply in ``dtype_name`` with torch (this process's threads)."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.matmul(a, b)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.matmul(a, b)
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start)
+    return gemm_gflops(dtype_name, n, seconds) * 1e9
 
 
-def model_params(path: str) -> int:
-    """Parameters of the safetensors checkpoint at ``path``, without the input embedding table."""
+def model_params(path: str, exclude: tuple[str, ...] = ("embed_tokens",)) -> int:
+    """Parameters of the safetensors checkpoint at ``path``, without the tensors whose names contain one of
+    ``exclude`` (default: the input embedding table)."""
     from safetensors import safe_open
 
     total = 0
     for file in Path(path).glob("*.safetensors"):
         with safe_open(str(file), "pt") as f:
             for name in f.keys():
-                if "embed_tokens" not in name:
+                if not any(x in name for x in exclude):
                     total += math.prod(f.get_slice(name).get_shape())
     return total
 

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=0, help="DL19/DL20: only the first N judged queries (0: all)")
     ap.add_argument("--nevir-pairs", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--quantize", default=None, choices=["int8"], help="transformers backend: torch dynamic int8 (CPU)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -108,9 +109,11 @@ def main(argv: list[str] | None = None) -> None:
 
     with ScoreStore(args.store) as store:
         for spec in args.models:
+            options = {"quantize": args.quantize} if args.quantize else {}
             reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
-                                               batch_size=args.batch_size))  # fusion: computed here, per weight
-            entry: dict[str, Any] = {**reranker.meta, "collections": {}}
+                                               batch_size=args.batch_size, backend_options=options))
+            # fusion: computed here, per weight
+            entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
             report["models"][spec] = entry
             for name, c in data.items():
                 start = time.perf_counter()

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 from distill.msmarco import Group
 from distill.train import TrainResult
+from rank1.hardware import cpu_dtype_choice
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,12 @@ class DirectTrainConfig:
     init_adapter: str | None = None
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
-    """The training dtype: bfloat16 on CUDA and on CPUs with bf16 matrix units, else float32."""
+    """The training dtype: bfloat16 on CUDA; on CPU as inference chooses it (bfloat16 where the CPU has
+    bfloat16 matrix units, :func:`rank1.hardware.cpu_dtype_choice`), else float32."""
     if requested != "auto":
         return requested
-    return "bfloat16" if cuda or cpu_has_bf16() else "float32"
+    return "bfloat16" if cuda else cpu_dtype_choice().dtype
 
 
 class _GroupData:

@@ -104,9 +104,11 @@ def rerank(
     fusion_weight: Optional[float] = typer.Option(None, "--fusion-weight", help="Weight of the min-max normalised "
                                                   "first-stage score. Default: a shipped student's weight (chosen on "
                                                   "the MS MARCO dev split), else 0."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (CPU: bfloat16 where it has AMX/AVX512-BF16, else "
+                              "float32; GPU: bfloat16), float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="4bit or 8bit (bitsandbytes; transformers backend)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="transformers backend: 4bit or 8bit "
+                                           "(bitsandbytes), int8 (torch dynamic int8, CPU)."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
                                                 "(default: the model's); longer prompts are cut and counted."),
     gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
@@ -128,7 +130,7 @@ def rerank(
                                          "~/.cache/rank1/scores.sqlite)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the score cache."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Pairs judged and stored at a time "
-                                             "(default 4 batches); a crash loses at most one chunk."),
+                                             "(default 16 batches in direct mode, else 4); a crash loses at most one chunk."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data actor pool)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster (auto, host:6379, "
                                               "ray://host:10001; default $RAY_ADDRESS, else a local one)."),
@@ -137,6 +139,7 @@ def rerank(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Rerank a first-stage run with the reasoning model (reusing the judgements in the score cache)."""
+    from rank1.backends import check_options
     from rank1.backends.options import backend_options
     from rank1.pipeline import rerank_files
     from rank1.reranker import RerankerConfig
@@ -167,8 +170,8 @@ def rerank(
                   "judged documents of their query", soft_wrap=True, highlight=False, markup=False)
     out.print(f"wrote {out_path}: {s.pairs} pairs ({s.cached} from the cache, {s.judged} judged in {s.seconds:.1f} s, "
               f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
-              f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped",
-              soft_wrap=True, highlight=False)
+              f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
+              f"{backend} in {check_options(backend, options).dtype_summary()}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -272,7 +275,8 @@ def serve(
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Per-document token cap; longer "
                                            "documents are truncated and flagged 'truncated'."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (CPU: bfloat16 where it has AMX/AVX512-BF16, else "
+                              "float32; GPU: bfloat16), float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (transformers backend)."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Score cache (default $RANK1_SCORE_CACHE or "

@@ -55,6 +55,13 @@ class RerankerConfig:
     adaptive_top: int = 10
     adaptive_band: float = 0.0
 
+    @property
+    def chunk_batches(self) -> int:
+        """Batches judged (and stored) at a time by default: direct mode judges 16 (its length buckets and
+        shared query heads work over a whole chunk; a chunk is a minute or two on a CPU), the modes that
+        reason 4 (their batches are slower)."""
+        return 16 if self.mode == "direct" else 4
+
     def __post_init__(self) -> None:
         """Fill ``mode`` and ``fusion_weight`` left at ``None`` from the model's recommendation, then check
         every setting, so that a bad one fails before any input is read or model loaded."""

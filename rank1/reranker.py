@@ -12,7 +12,7 @@ import importlib
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
-from rank1.backends import Backend, JudgeSettings, PromptBuilder, create_backend, option_defaults
+from rank1.backends import Backend, JudgeSettings, PromptBuilder, check_options, create_backend
 from rank1.backends.base import JUDGE_REVISION
 from rank1.config import DEFAULT_EMBEDDED_TEMPLATE, RerankerConfig
 from rank1.engines.local import LocalEngine
@@ -29,11 +29,7 @@ if TYPE_CHECKING:
 
     from rank1.engines.base import JudgeEngine
 
-__all__ = ["CHUNK_BATCHES", "RankedDoc", "RerankResult", "RerankStats", "Reranker", "RerankerConfig"]
-
-
-CHUNK_BATCHES = 4
-"""By default :meth:`Reranker.rerank_run` judges (and stores) this many batches of pairs at a time."""
+__all__ = ["RankedDoc", "RerankResult", "RerankStats", "Reranker", "RerankerConfig"]
 
 
 _MODE_CLASSES: dict[str, str] = {"adaptive": "rank1.adaptive:AdaptiveReranker"}
@@ -184,8 +180,9 @@ class Reranker:
     def store_settings(self) -> StoreSettings:
         """The settings part of this reranker's score-store keys (see :mod:`rank1.store`)."""
         m, c = self.meta, self.config
-        # The engine: the backend with its options, defaults filled in, so that equal settings give equal keys.
-        options = {**option_defaults(c.backend), **c.backend_options}
+        # The engine: the backend with its options, defaults filled in and dtype "auto" resolved for this
+        # machine, so that equal settings give equal keys and a bfloat16 judgement is never read as float32.
+        options = check_options(c.backend, c.backend_options).key_items()
         revision = [f"judge={JUDGE_REVISION}"] if c.mode != "direct" else []  # direct judgements never changed
         engine = " ".join([c.backend, *(f"{k}={v}" for k, v in sorted(options.items()) if v is not None), *revision])
         return StoreSettings(m["model_fingerprint"], m["template"], m["template_hash"], m["mode"], m["budget"],
@@ -267,7 +264,7 @@ class Reranker:
             depth: How many top documents of each query to rerank.
             progress: Draw a progress bar with pairs/s, tokens/s and ETA.
             store: Where judgements are looked up first and stored as soon as they are made.
-            chunk_size: Pairs per chunk (default :data:`CHUNK_BATCHES` batches).
+            chunk_size: Pairs per chunk (default :attr:`RerankerConfig.chunk_batches` batches).
             engine: Where the chunks are judged (:mod:`rank1.engines`): ``None`` in this process
                 (:class:`~rank1.engines.local.LocalEngine`), or e.g. a :class:`rank1.engines.ray.RayEngine`
                 (the same chunks, on a Ray cluster).
@@ -277,7 +274,7 @@ class Reranker:
             ValueError: ``depth`` or ``chunk_size`` is below 1.
             rank1.store.StoreError: The store cannot be read or written.
         """
-        size = chunk_size if chunk_size is not None else CHUNK_BATCHES * self.config.batch_size
+        size = chunk_size if chunk_size is not None else self.config.chunk_batches * self.config.batch_size
         if depth < 1 or size < 1:
             raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
         timer, stats = Stopwatch(), RerankStats()

@@ -17,15 +17,18 @@ from rank1.backends import (
     option_defaults,
 )
 from rank1.backends.transformers import TransformersOptions
+from rank1.hardware import cpu_dtype_choice
 from rank1.backends.vllm import VLLMOptions
 
+CPU_DTYPE = cpu_dtype_choice().dtype
 ENGINE_DEFAULTS = {
-    "transformers": "transformers device=cpu dtype=auto trust_remote_code=False",
-    "vllm": "vllm answer_in_round=True dtype=auto enable_prefix_caching=True gpu_memory_utilization=0.9 "
+    "transformers": f"transformers device=cpu dtype={CPU_DTYPE} trust_remote_code=False",
+    "vllm": f"vllm answer_in_round=True dtype={CPU_DTYPE} enable_prefix_caching=True gpu_memory_utilization=0.9 "
             "tensor_parallel_size=1 trust_remote_code=False",
 }
 """The engine part of score-store keys with every option at its default: stored scores are found by it, so
-it must not change when the code does (a change would silently re-judge every stored pair)."""
+it must not change when the code does (a change would silently re-judge every stored pair). ``dtype="auto"``
+appears resolved for this machine (:mod:`rank1.hardware`): a bfloat16 judgement is never read as float32."""
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def test_the_engine_string_names_given_options(local_model: str) -> None:
 
     hf = Reranker(model=local_model, mode="direct", backend_options={"dtype": "auto", "device": "cpu",
                                                                      "quantize": "4bit"}, load=False)
-    assert hf.store_settings.engine == "transformers device=cpu dtype=auto quantize=4bit trust_remote_code=False"
+    assert hf.store_settings.engine == f"transformers device=cpu dtype={CPU_DTYPE} quantize=4bit trust_remote_code=False"
     vl = Reranker(model=local_model, backend="vllm", mode="direct", backend_options={"max_model_len": 512,
                                                                                     "block_size": None}, load=False)
     assert vl.store_settings.engine == ENGINE_DEFAULTS["vllm"].replace(" tensor", " max_model_len=512 tensor")
@@ -59,7 +62,7 @@ def test_the_engine_string_names_given_options(local_model: str) -> None:
 
 def test_option_defaults_come_from_the_options_dataclass() -> None:
     assert option_defaults("transformers") == {"dtype": "auto", "trust_remote_code": False, "device": "cpu",
-                                               "quantize": None}
+                                               "quantize": None, "share_prefix": True}
     assert option_defaults("vllm") == VLLMOptions.defaults() == backend_class("vllm").option_defaults()
     assert backend_class("transformers").options_class is TransformersOptions
     with pytest.raises(ValueError, match="unknown backend 'onnx'"):
@@ -68,7 +71,7 @@ def test_option_defaults_come_from_the_options_dataclass() -> None:
 
 def test_options_are_checked_in_one_place() -> None:
     assert check_options("transformers", {"quantize": "8bit"}) == TransformersOptions(quantize="8bit")
-    with pytest.raises(ValueError, match="quantize must be 4bit or 8bit, not '3bit'"):
+    with pytest.raises(ValueError, match="quantize must be 4bit, 8bit or int8, not .3bit."):
         check_options("transformers", {"quantize": "3bit"})
     with pytest.raises(ValueError, match="unknown backend options: quantize"):
         check_options("vllm", {"quantize": "4bit"})
@@ -84,7 +87,7 @@ def test_load_model_reports_bad_options_as_model_errors(tmp_path: Path) -> None:
     from rank1.backends.transformers import load_model
     from rank1.models import ModelError, ModelRef
 
-    with pytest.raises(ModelError, match="quantize must be 4bit or 8bit"):
+    with pytest.raises(ModelError, match="quantize must be 4bit, 8bit or int8"):
         load_model(ModelRef("x", str(tmp_path), "fp", "local"), quantize="3bit")
 
 

@@ -80,7 +80,7 @@ BAD_CASES: list[tuple[str, dict[str, str | bytes], list[str], str]] = [
     ("rerank: unknown backend", {"run.trec": RUN}, rerank("--backend", "onnx"), "unknown backend 'onnx'"),
     ("rerank: unknown template", {"run.trec": RUN}, rerank("--template", "rank2"), "unknown template 'rank2'"),
     ("rerank: bad mode", {"run.trec": RUN}, rerank("--mode", "psychic"), "psychic"),
-    ("rerank: 3-bit quantization", {"run.trec": RUN}, rerank("--quantize", "3bit"), "quantize must be 4bit or 8bit"),
+    ("rerank: 3-bit quantization", {"run.trec": RUN}, rerank("--quantize", "3bit"), "quantize must be 4bit, 8bit or int8"),
     ("rerank: zero batch size", {"run.trec": RUN}, rerank("--batch-size", "0"), "batch_size must be at least 1"),
     ("rerank: zero budget", {"run.trec": RUN}, rerank("--budget", "0"), "budget must be at least 1"),
     ("rerank: zero chunk size", {"run.trec": RUN}, rerank("--chunk-size", "0"), "--chunk-size must be at least 1"),

@@ -79,3 +79,17 @@ def test_student_script(run_script) -> None:
     lo, hi = dl19["ndcg10_ci95_vs_bm25"]
     assert lo - 1e-4 <= dl19["ndcg10"] - dl19["ndcg10_bm25"] <= hi + 1e-4  # the interval is rounded to 4 places
     assert 0.0 <= entry["collections"]["nevir"]["paired_accuracy"] <= 1.0
+
+
+def test_cpu_speed_script(run_script) -> None:
+    report = run_script("speed_cpu.py", "--pairs", "4", "--subset", "2", "--depth", "2", "--sweep", "4",
+                        "--bf16-pairs", "2", "--variants", "reference,before,float32,int8,bfloat16")
+    v = report["variants"]
+    assert set(v) == {"before", "reference", "float32", "float32_batch4", "int8", "int8_batch4", "bfloat16"}
+    assert v["float32"]["max_abs_diff_vs_before"] < 1e-4 and v["float32"]["reused_tokens"] > 0
+    assert v["before"]["reused_tokens"] == 0 and v["before"]["ndcg@10"] == v["float32"]["ndcg@10"]
+    assert v["bfloat16"]["pairs"] == 2 and v["bfloat16"]["dtype"] == "bfloat16"
+    assert all(0 < row["mfu"] for name, row in v.items() if name != "reference")
+    padding = report["padding"]["batch_8"]
+    assert padding["shared_heads"]["computed_per_prompt_token"] < padding["whole_prompts"]["computed_per_prompt_token"]
+    assert report["cpu"] and report["auto_dtype"]

@@ -162,7 +162,10 @@ def test_stored_pairs_are_not_judged_again(make_reranker, sample, tmp_path: Path
     with ScoreStore(tmp_path / "s.sqlite") as store:
         first = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, topics, depth=3, progress=False,
                                                                    store=store)
-        assert [len(c) for c in backend.calls] == [8, 1] and store.count() == 9  # chunks of 4 batches of 2
+        assert [len(c) for c in backend.calls] == [9] and store.count() == 9  # direct: chunks of 16 batches of 2
+        reasoning = make_reranker(backend := FakeBackend(), mode="reasoning").rerank_run(
+            run, corpus, topics, depth=3, progress=False)
+        assert [len(c) for c in backend.calls] == [8, 1] and reasoning.stats.judged == 9  # 4 batches of 2
         assert (first.stats.pairs, first.stats.cached, first.stats.judged) == (9, 0, 9)
         again = make_reranker(backend := FakeBackend()).rerank_run(run, corpus, topics, depth=5, progress=False,
                                                                    store=store)

@@ -92,9 +92,9 @@ def test_direct_loss_is_listwise_plus_pointwise() -> None:
 def test_train_dtype_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from distill import direct_train
 
-    monkeypatch.setattr(direct_train, "cpu_has_bf16", lambda: True)
+    monkeypatch.setenv("RANK1_CPU_DTYPE", "bfloat16")  # what rank1.hardware decides from the CPU flags
     assert direct_train.train_dtype() == "bfloat16"
-    monkeypatch.setattr(direct_train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setenv("RANK1_CPU_DTYPE", "float32")
     assert direct_train.train_dtype() == "float32" and direct_train.train_dtype(cuda=True) == "bfloat16"
     assert direct_train.train_dtype("float32", cuda=True) == "float32"
 

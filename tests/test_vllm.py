@@ -204,6 +204,22 @@ def test_the_answer_step_reuses_the_cached_prompt(vllm_backend, pairs) -> None:
 
 @slow
 @needs_vllm
+def test_direct_mode_hits_the_prefix_cache_on_a_querys_shared_head(reranker, vllm_backend, pairs) -> None:
+    """Candidates of one query share the instruction and the query: in direct mode the engine computes
+    that head once per query (whole 32-token blocks of it), and counts the hits in ``tokens.reused``."""
+    from rank1.backends.base import TokenCounts
+
+    _, vl = both(reranker, vllm_backend, mode="direct")
+    vllm_backend.llm.reset_prefix_cache()
+    vllm_backend.tokens = TokenCounts()
+    same_query = [(pairs[0][0], p) for _, p in pairs]
+    vl.score(same_query)
+    tokens = vllm_backend.tokens
+    assert tokens.real > 0 and tokens.reused >= (len(same_query) - 1) * 32, tokens
+
+
+@slow
+@needs_vllm
 def test_an_overlong_passage_does_not_fail_the_batch(reranker, vllm_backend, pairs) -> None:
     long_passage = " ".join(["The committee discussed the budget of the harbour at length."] * 300)
     batch = [pairs[0], (pairs[0][0], long_passage), pairs[1]]

@@ -135,6 +135,33 @@ class Backend(Protocol):
         ...
 
 
+@dataclass
+class TokenCounts:
+    """Prompt tokens of the answer steps a backend has run (direct mode and fallbacks), for speed accounting.
+
+    Attributes:
+        real: Prompt tokens judged (every pair's whole prompt).
+        reused: Of those, tokens not computed again: a shared head computed once (transformers), prefix-cache
+            hits (vLLM).
+        padded: Padding tokens computed besides them.
+    """
+
+    real: int = 0
+    reused: int = 0
+    padded: int = 0
+
+    def count(self, rows: Sequence[Sequence[int]], width: int) -> None:
+        """Count one batch of token lists padded to ``width``."""
+        n = sum(len(r) for r in rows)
+        self.real += n
+        self.padded += width * len(rows) - n
+
+    @property
+    def computed(self) -> int:
+        """Tokens run through the model: real minus reused, plus padding."""
+        return self.real - self.reused + self.padded
+
+
 class AnswerTokens(NamedTuple):
     """Token ids of the two answer words (see :func:`~rank1.scoring.answer_token_ids`)."""
 
@@ -154,6 +181,7 @@ class BaseBackend:
         tokenizer: The model's tokenizer.
         fingerprint: The model's fingerprint (see :class:`rank1.models.ModelRef`).
         end_tokens: The ids that end a generation (end of text and padding), sorted.
+        tokens: Prompt tokens of the answer steps run so far (:class:`TokenCounts`).
     """
 
     name: ClassVar[str]
@@ -168,6 +196,7 @@ class BaseBackend:
         self.end_tokens: tuple[int, ...] = tuple(
             sorted({t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}))
         self._answer_tokens: dict[tuple[str, str], AnswerTokens] = {}
+        self.tokens = TokenCounts()
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:

@@ -7,8 +7,10 @@ Each backend declares its options as a frozen dataclass derived from :class:`Bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Mapping, TypeVar
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Mapping, TypeVar
+
+from rank1.hardware import cpu_dtype_choice
 
 OptionsT = TypeVar("OptionsT", bound="BackendOptions")
 
@@ -24,6 +26,36 @@ class BackendOptions:
 
     dtype: str = "auto"
     trust_remote_code: bool = False
+
+    NEUTRAL: ClassVar[tuple[str, ...]] = ()
+    """Options that do not change judgements (only speed): left out of score-store keys."""
+    GPU_AUTO: ClassVar[str] = "auto"
+    """What ``dtype="auto"`` means on a GPU (``"auto"``: the checkpoint's dtype)."""
+
+    def on_cpu(self) -> bool:
+        """Whether these options run the model on the CPU."""
+        return True
+
+    def resolved_dtype(self) -> str:
+        """``dtype`` with ``"auto"`` replaced by what it means here: on CPU by the hardware
+        (:func:`rank1.hardware.cpu_dtype_choice`), on a GPU :attr:`GPU_AUTO`."""
+        if self.dtype != "auto":
+            return self.dtype
+        return cpu_dtype_choice().dtype if self.on_cpu() else self.GPU_AUTO
+
+    def dtype_summary(self) -> str:
+        """The dtype for run summaries, with the reason where ``"auto"`` chose it, e.g.
+        ``float32 (auto: CPU has no bfloat16 matrix units ...)``."""
+        if self.dtype != "auto":
+            return self.dtype
+        reason = cpu_dtype_choice().reason if self.on_cpu() else "GPU"
+        return f"{self.resolved_dtype()} (auto: {reason})"
+
+    def key_items(self) -> dict[str, Any]:
+        """The options as they decide judgements, for score-store keys: every option but :attr:`NEUTRAL`,
+        ``dtype`` resolved (so that a store filled on a bfloat16 machine is not read as float32 elsewhere)."""
+        items = {k: v for k, v in asdict(self).items() if k not in self.NEUTRAL}
+        return {**items, "dtype": self.resolved_dtype()}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -66,7 +98,7 @@ def backend_options(
         backend: ``transformers`` or ``vllm``.
         dtype: Both backends.
         device: transformers only (vLLM runs on its platform's device); ``cpu`` is accepted for both.
-        quantize: transformers only: ``4bit`` or ``8bit`` (bitsandbytes).
+        quantize: transformers only: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU).
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
             given (the backend's default).

@@ -5,25 +5,29 @@ Reasoning mode runs its own decoding loop instead of ``model.generate`` so that 
 its reasoning block leaves the batch at once (its rows are dropped from the KV cache), and so that the
 answer logits are read at exactly the position after ``</think>``. Prompts are sorted by length and
 batched with their neighbours, which keeps padding small.
+
+Direct mode computes the head that a query's prompts share (the instruction and the query) once per chunk and
+runs only each passage's tokens on its KV cache (:mod:`rank1.backends.prefix`): about a quarter fewer tokens
+on DL19 top-100 prompts, the same scores within float tolerance (``benchmarks/speed_cpu.py``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
+from rank1.backends.prefix import plan_shared
 from rank1.models import ModelError, ModelRef, resolve_model
 from rank1.scoring import Judgement, p_true
 
-QUANTIZE = (None, "4bit", "8bit")
+QUANTIZE = (None, "4bit", "8bit", "int8")
 """The values of the ``quantize`` option."""
 
-CPU_DEFAULT_DTYPE = "float32"
-"""What ``dtype="auto"`` means on CPU: much faster than bfloat16 on CPUs without bfloat16 units (see
-benchmarks/README.md)."""
+MIN_SHARED = 16
+"""Direct mode shares a prompt head among candidates when it is at least this many tokens long."""
 
 
 @dataclass(frozen=True)
@@ -31,38 +35,55 @@ class TransformersOptions(BackendOptions):
     """The options of the transformers backend (and of :func:`load_model`).
 
     Attributes:
-        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
+        dtype: ``"auto"`` (bfloat16 on CUDA; on CPU by the hardware, :func:`rank1.hardware.cpu_dtype_choice`)
+            or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
+        quantize: ``None``; ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes; ``"int8"``: torch's
+            dynamic int8 linear layers (CPU only, float32 activations).
+        share_prefix: Direct mode computes the prompt head that candidates share (instruction and query) once
+            and reuses its KV cache for every passage (:mod:`rank1.backends.prefix`); the scores are the
+            same within float tolerance, so it is not part of score-store keys.
     """
 
     device: str = "cpu"
     quantize: str | None = None
+    share_prefix: bool = True
+
+    NEUTRAL: ClassVar[tuple[str, ...]] = ("share_prefix",)
+    GPU_AUTO: ClassVar[str] = "bfloat16"
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be 4bit or 8bit, not {self.quantize!r}")
+            raise ValueError(f"quantize must be 4bit, 8bit or int8, not {self.quantize!r}")
+        if self.quantize == "int8" and (self.device != "cpu" or self.dtype not in ("auto", "float32")):
+            raise ValueError("quantize=int8 is for device cpu with dtype auto or float32")
+
+    def on_cpu(self) -> bool:
+        """Whether the model runs on the CPU (``device="cpu"``)."""
+        return self.device == "cpu"
+
+    def resolved_dtype(self) -> str:
+        """``dtype`` with ``"auto"`` resolved for the device (float32 under int8)."""
+        return "float32" if self.quantize == "int8" else super().resolved_dtype()
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
-    """The torch dtype called ``dtype`` (``"auto"``: bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` elsewhere).
+    """The torch dtype called ``dtype`` (``"auto"`` resolved by :meth:`TransformersOptions.resolved_dtype`).
 
     Raises:
         ModelError: Not a torch dtype name.
     """
     import torch
 
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else CPU_DEFAULT_DTYPE
-    value = getattr(torch, dtype, None)
+    value = getattr(torch, TransformersOptions(dtype=dtype, device=device).resolved_dtype(), None)
     if not isinstance(value, torch.dtype):
         raise ModelError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
     return value
 
 
 def _quantization(options: TransformersOptions) -> dict[str, Any]:
-    """The ``from_pretrained`` arguments of ``options.quantize`` (none when it is ``None``)."""
-    if options.quantize is None:
+    """The ``from_pretrained`` arguments of ``options.quantize`` (none for ``None`` and ``int8``)."""
+    if options.quantize in (None, "int8"):
         return {}
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
@@ -80,9 +101,10 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
 
     Args:
         ref: A :class:`~rank1.models.ModelRef`, or a spec string that is resolved first.
-        dtype: ``"auto"`` (bfloat16 on CUDA, :data:`CPU_DEFAULT_DTYPE` on CPU) or a torch dtype name.
+        dtype: ``"auto"`` (:func:`rank1.hardware.resolve_dtype`) or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"``, via bitsandbytes.
+        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes, ``"int8"`` (torch
+            dynamic int8 linear layers, CPU).
         trust_remote_code: Passed to transformers; off unless asked for.
 
     Raises:
@@ -92,12 +114,12 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
 
     if isinstance(ref, str):
         ref = resolve_model(ref)
-    torch_type = torch_dtype(dtype, device)
     try:
         options = TransformersOptions(dtype=dtype, trust_remote_code=trust_remote_code, device=device,
                                       quantize=quantize)
     except ValueError as err:
         raise ModelError(str(err)) from err
+    torch_type = torch_dtype(options.resolved_dtype(), device)
     kwargs = {"dtype": torch_type, "use_safetensors": True, "trust_remote_code": trust_remote_code,
               **_quantization(options)}
     from transformers.utils import logging as hf_logging
@@ -112,12 +134,27 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
-    if quantize is None:
+    if quantize in (None, "int8"):
         model = model.to(device)
+    if quantize == "int8":
+        model = int8_linear(model)
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def int8_linear(model: Any) -> Any:
+    """``model`` with its linear layers replaced by torch's dynamic int8 ones (weights int8 per tensor,
+    activations quantized per batch; CPU)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class TransformersBackend(BaseBackend):
@@ -135,11 +172,12 @@ class TransformersBackend(BaseBackend):
 
     name = "transformers"
     options_class = TransformersOptions
-    direct_batches = 4
+    direct_batches = 16  # shared heads and length buckets work over this many batches (benchmarks/speed_cpu.py)
 
     def __init__(self, model: ModelRef, **options: Any) -> None:
         self.options = TransformersOptions.parse(options)
-        self.model, tokenizer = load_model(model, **asdict(self.options))
+        o = self.options
+        self.model, tokenizer = load_model(model, o.dtype, o.device, o.quantize, o.trust_remote_code)
         tokenizer.padding_side = "left"
         super().__init__(tokenizer, model.fingerprint)
         self.device = self.model.device
@@ -164,14 +202,22 @@ class TransformersBackend(BaseBackend):
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
-        """P(true) read at the last position of each token list, in one forward pass per length-bucketed batch
-        of ``settings.batch_size`` lists."""
+        """P(true) read at the last position of each token list.
+
+        With ``share_prefix`` on, the heads that lists share (the instruction and query of one query's
+        candidates) are computed once (:meth:`_shared_scores`); otherwise each list whole, in one forward pass
+        per length-bucketed, left-padded batch of ``settings.batch_size`` lists.
+        """
         import torch
 
+        if self.options.share_prefix and all(len(x) >= 2 for x in ids):
+            return self._shared_scores(ids, settings)
         true_id, false_id = self.answer_tokens(settings)
         scores = [0.0] * len(ids)
         for batch in self._buckets([len(x) for x in ids], settings.batch_size):
-            input_ids, mask, positions = self._batch([ids[i] for i in batch])
+            rows = [ids[i] for i in batch]
+            input_ids, mask, positions = self._batch(rows)
+            self.tokens.count(rows, input_ids.shape[1])
             with torch.inference_mode():
                 out = self.model(
                     input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
@@ -179,6 +225,45 @@ class TransformersBackend(BaseBackend):
             logits = out.logits[:, -1, :].float()
             for row, i in enumerate(batch):
                 scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
+        return scores
+
+    def _shared_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
+        """P(true) from shared heads (:func:`~rank1.backends.prefix.plan_shared`): the distinct heads in one
+        left-padded forward pass, kept as a KV cache; then the tails, length-bucketed across all heads, each
+        batch on the cache rows of its heads (right-padded; each answer read at the row's last real token)."""
+        import copy
+
+        import torch
+
+        true_id, false_id = self.answer_tokens(settings)
+        plan = plan_shared(ids, MIN_SHARED)
+        scores = [0.0] * len(ids)
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            head_ids, head_mask, head_positions = self._batch(plan.heads)
+            self.tokens.count(plan.heads, head_ids.shape[1])
+            self.tokens.real += plan.saved
+            self.tokens.reused += plan.saved
+            heads = self.model(input_ids=head_ids, attention_mask=head_mask, position_ids=head_positions,
+                               use_cache=True, logits_to_keep=1).past_key_values
+            head_lengths = head_mask.sum(-1)
+            for batch in self._buckets([len(t) for t in plan.tails], settings.batch_size):
+                rows = [plan.tails[i] for i in batch]
+                width, shortest = max(len(t) for t in rows), min(len(t) for t in rows)
+                self.tokens.count(rows, width)
+                which = torch.tensor([plan.head_of[i] for i in batch], device=self.device)
+                cache = copy.deepcopy(heads)
+                cache.batch_select_indices(which)
+                input_ids = torch.tensor([t + [pad] * (width - len(t)) for t in rows], device=self.device)
+                tail_mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in rows], device=self.device)
+                mask = torch.cat([head_mask[which], tail_mask], dim=1)
+                positions = head_lengths[which][:, None] + torch.arange(width, device=self.device)[None]
+                keep = width - shortest + 1  # the last positions, down to the shortest row's last token
+                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                    past_key_values=cache, use_cache=True, logits_to_keep=keep).logits
+                for r, (i, tail) in enumerate(zip(batch, rows)):
+                    at = logits[r, len(tail) - 1 - (width - keep)].float()
+                    scores[i] = p_true(float(at[true_id]), float(at[false_id]))
         return scores
 
     # -- reasoning mode ------------------------------------------------------------------------------

