@@ -62,9 +62,9 @@ class Student:
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
-            sha256="c98f85bc8ff4cf10fae48fbf16344c71051062b730ef4113f20c4a24d68e53c7",
-            description="labels student, direct mode fused with BM25 (w=0.6); MS MARCO, second round; see its card",
-            mode="direct", fusion_weight=0.6),
+            sha256="7ea50f73ff37d076967abbcca3953014fde40c9451ca4256c7588ed5763bc5b5",
+            description="labels student, direct mode fused with BM25 (w=0.4); MS MARCO, second round; see its card",
+            mode="direct", fusion_weight=0.4),
 )}
 
 
