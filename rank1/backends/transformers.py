@@ -230,7 +230,8 @@ class TransformersBackend(BaseBackend):
     def _shared_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) from shared heads (:func:`~rank1.backends.prefix.plan_shared`): the distinct heads in one
         left-padded forward pass, kept as a KV cache; then the tails, length-bucketed across all heads, each
-        batch on the cache rows of its heads (right-padded; each answer read at the row's last real token)."""
+        batch on the cache rows of its heads. Tails are left-padded too (the padding sits between head and tail,
+        masked, positions continuing the head's), so every answer is read at the last position."""
         import copy
 
         import torch
@@ -238,7 +239,6 @@ class TransformersBackend(BaseBackend):
         true_id, false_id = self.answer_tokens(settings)
         plan = plan_shared(ids, MIN_SHARED)
         scores = [0.0] * len(ids)
-        pad = self.tokenizer.pad_token_id
         with torch.inference_mode():
             head_ids, head_mask, head_positions = self._batch(plan.heads)
             self.tokens.count(plan.heads, head_ids.shape[1])
@@ -249,21 +249,16 @@ class TransformersBackend(BaseBackend):
             head_lengths = head_mask.sum(-1)
             for batch in self._buckets([len(t) for t in plan.tails], settings.batch_size):
                 rows = [plan.tails[i] for i in batch]
-                width, shortest = max(len(t) for t in rows), min(len(t) for t in rows)
-                self.tokens.count(rows, width)
+                input_ids, tail_mask, positions = self._batch(rows)
+                self.tokens.count(rows, input_ids.shape[1])
                 which = torch.tensor([plan.head_of[i] for i in batch], device=self.device)
                 cache = copy.deepcopy(heads)
                 cache.batch_select_indices(which)
-                input_ids = torch.tensor([t + [pad] * (width - len(t)) for t in rows], device=self.device)
-                tail_mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in rows], device=self.device)
-                mask = torch.cat([head_mask[which], tail_mask], dim=1)
-                positions = head_lengths[which][:, None] + torch.arange(width, device=self.device)[None]
-                keep = width - shortest + 1  # the last positions, down to the shortest row's last token
-                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                    past_key_values=cache, use_cache=True, logits_to_keep=keep).logits
-                for r, (i, tail) in enumerate(zip(batch, rows)):
-                    at = logits[r, len(tail) - 1 - (width - keep)].float()
-                    scores[i] = p_true(float(at[true_id]), float(at[false_id]))
+                logits = self.model(input_ids=input_ids, attention_mask=torch.cat([head_mask[which], tail_mask], 1),
+                                    position_ids=positions + head_lengths[which][:, None], past_key_values=cache,
+                                    use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+                for row, i in enumerate(batch):
+                    scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
         return scores
 
     # -- reasoning mode ------------------------------------------------------------------------------
