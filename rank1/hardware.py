@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import platform
@@ -40,8 +42,9 @@ class CpuChoice(NamedTuple):
     reason: str
 
 
+@functools.lru_cache(maxsize=8)
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
-    """The CPU's feature flags, or ``None`` where they cannot be read (not Linux)."""
+    """The CPU's feature flags, or ``None`` where they cannot be read (not Linux); read once per path."""
     try:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:

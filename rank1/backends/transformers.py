@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
@@ -212,17 +212,21 @@ class TransformersBackend(BaseBackend):
 
         if self.options.share_prefix and all(len(x) >= 2 for x in ids):
             return self._shared_scores(ids, settings)
+        with torch.inference_mode():
+            return self._score_buckets(ids, settings, lambda batch, input_ids, mask, positions: self.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits[:, -1, :])
+
+    def _score_buckets(self, lists: Sequence[list[int]], settings: JudgeSettings,
+                       forward: Callable[[list[int], Any, Any, Any], Any]) -> list[float]:
+        """P(true) at the last position of each token list: length-bucketed, left-padded batches of
+        ``settings.batch_size`` through ``forward(batch indices, ids, mask, positions) -> last logits``."""
         true_id, false_id = self.answer_tokens(settings)
-        scores = [0.0] * len(ids)
-        for batch in self._buckets([len(x) for x in ids], settings.batch_size):
-            rows = [ids[i] for i in batch]
+        scores = [0.0] * len(lists)
+        for batch in self._buckets([len(x) for x in lists], settings.batch_size):
+            rows = [lists[i] for i in batch]
             input_ids, mask, positions = self._batch(rows)
             self.tokens.count(rows, input_ids.shape[1])
-            with torch.inference_mode():
-                out = self.model(
-                    input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1
-                )
-            logits = out.logits[:, -1, :].float()
+            logits = forward(batch, input_ids, mask, positions).float()
             for row, i in enumerate(batch):
                 scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
         return scores
@@ -236,9 +240,7 @@ class TransformersBackend(BaseBackend):
 
         import torch
 
-        true_id, false_id = self.answer_tokens(settings)
         plan = plan_shared(ids, MIN_SHARED)
-        scores = [0.0] * len(ids)
         with torch.inference_mode():
             head_ids, head_mask, head_positions = self._batch(plan.heads)
             self.tokens.count(plan.heads, head_ids.shape[1])
@@ -247,19 +249,16 @@ class TransformersBackend(BaseBackend):
             heads = self.model(input_ids=head_ids, attention_mask=head_mask, position_ids=head_positions,
                                use_cache=True, logits_to_keep=1).past_key_values
             head_lengths = head_mask.sum(-1)
-            for batch in self._buckets([len(t) for t in plan.tails], settings.batch_size):
-                rows = [plan.tails[i] for i in batch]
-                input_ids, tail_mask, positions = self._batch(rows)
-                self.tokens.count(rows, input_ids.shape[1])
+
+            def on_heads(batch: list[int], input_ids: Any, tail_mask: Any, positions: Any) -> Any:
                 which = torch.tensor([plan.head_of[i] for i in batch], device=self.device)
                 cache = copy.deepcopy(heads)
                 cache.batch_select_indices(which)
-                logits = self.model(input_ids=input_ids, attention_mask=torch.cat([head_mask[which], tail_mask], 1),
-                                    position_ids=positions + head_lengths[which][:, None], past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
-                for row, i in enumerate(batch):
-                    scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
-        return scores
+                return self.model(input_ids=input_ids, attention_mask=torch.cat([head_mask[which], tail_mask], 1),
+                                  position_ids=positions + head_lengths[which][:, None], past_key_values=cache,
+                                  use_cache=True, logits_to_keep=1).logits[:, -1, :]
+
+            return self._score_buckets(plan.tails, settings, on_heads)
 
     # -- reasoning mode ------------------------------------------------------------------------------
 
