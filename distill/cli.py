@@ -144,6 +144,11 @@ def train(
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     qlora: bool = typer.Option(False, "--qlora", help="4-bit base model (bitsandbytes, CUDA)."),
+    layers: Optional[int] = typer.Option(None, "--layers", help="LoRA on the top N blocks only (0: all)."),
+    init_adapter: Optional[Path] = typer.Option(None, "--init-adapter",
+                                                help="Start from this adapter (same rank, modules, blocks)."),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps",
+                                             help="Checkpoint every N steps; rerunning with the same --out resumes."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune a LoRA adapter on the traces (loss on reasoning + answer, or on the answer alone)."""
@@ -156,7 +161,9 @@ def train(
         items = records.read_alpaca(traces) if alpaca_in else records.read_traces(traces)
         cfg = make_preset(preset, epochs=epochs, learning_rate=lr, max_steps=max_steps, lora_rank=rank,
                           lora_alpha=alpha, cutoff=cutoff, grad_accum=grad_accum, batch_size=batch_size,
-                          with_reasoning=not labels_only, quantize="4bit" if qlora else None, seed=seed)
+                          with_reasoning=not labels_only, quantize="4bit" if qlora else None, seed=seed,
+                          layers=layers, init_adapter=str(init_adapter) if init_adapter else None,
+                          save_steps=save_steps)
         result = run_train(items, model, out_path, cfg, echo=_echo)
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
         typer.echo(f"{result.rows} rows, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
@@ -192,6 +199,32 @@ def prepare(
                 for row in prepared.dev_rows:
                     fh.write(json.dumps(row._asdict(), ensure_ascii=False) + "\n")
         typer.echo(json.dumps(prepared.summary()))
+
+    body()
+
+
+@app.command()
+def rationales(
+    data: Path = typer.Option(..., "--data", help="Folder with the MS MARCO files (shared/data/msmarco_train)."),
+    out_path: Path = typer.Option(..., "--out", help="Traces JSONL to write."),
+    negatives: int = typer.Option(3, "--negatives", help="Negatives kept per kept positive (same query)."),
+    keep_top: int = typer.Option(2, "--keep-top", help="Keep a positive GPT-3.5 ranked this high or higher."),
+    negative_from: int = typer.Option(4, "--negative-from", help="Unlabelled passages ranked this low or lower are negatives."),
+    dev_queries: int = typer.Option(100, "--dev-queries", help="Dev-file queries held out (as `prepare`)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Reasoning traces from GPT-3.5's listwise rationales: cut to one passage, answer from the MS MARCO label."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.rationales import RationaleConfig, rationale_traces
+        from distill.records import write_traces
+
+        cfg = RationaleConfig(negatives=negatives, keep_top=keep_top, negative_from=negative_from,
+                              dev_queries=dev_queries, seed=seed)
+        made = rationale_traces(data, cfg)
+        write_traces(out_path, made.traces)
+        typer.echo(json.dumps(made.summary()))
 
     body()
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from distill.lora import latest_checkpoint, load_init_adapter, lora_model
 from distill.msmarco import Group
 from distill.train import TrainResult
 from rank1.hardware import cpu_dtype_choice
@@ -146,27 +147,10 @@ def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float
 
 @dataclass
 class DirectTrainResult(TrainResult):
-    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed and the checkpoint
-    it resumed from (this process's time only)."""
+    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed (this process's time
+    only)."""
 
     pairs_per_second: float = 0.0
-    resumed_from: str | None = None
-
-
-def _lora_model(model: Any, cfg: DirectTrainConfig) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    n_layers = int(model.config.num_hidden_layers)
-    layers = list(range(n_layers - cfg.layers, n_layers)) if 0 < cfg.layers < n_layers else None
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
-
-
-def latest_checkpoint(out_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` folder under ``out_dir/checkpoints`` (``None`` if there is none)."""
-    found = sorted(Path(out_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(found[-1]) if found else None
 
 
 def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
@@ -200,15 +184,10 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     from transformers import set_seed
 
     set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
-    model = _lora_model(model, config)
+    model = lora_model(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.target_modules,
+                       config.layers)
     if config.init_adapter:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = load_file(str(Path(config.init_adapter) / "adapter_model.safetensors"))
-        missing = set_peft_model_state_dict(model, state).unexpected_keys
-        if missing:
-            raise ValueError(f"{config.init_adapter}: adapter does not fit these LoRA settings ({len(missing)} keys)")
+        load_init_adapter(model, config.init_adapter)
     collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
     true_id, false_id = collator.answer_ids
     result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})

@@ -41,6 +41,11 @@ class TrainConfig:
         gradient_checkpointing: Trade compute for memory.
         seed: Seed for initialisation and data order.
         logging_steps: Log the loss every this many steps.
+        layers: Adapters on the top ``layers`` transformer blocks only (0: every block).
+        init_adapter: Start from this adapter's LoRA weights (same rank, modules and blocks), e.g. the labels
+            student, instead of a fresh initialisation.
+        save_steps: Checkpoint every this many steps under ``out_dir/checkpoints`` (two kept); a rerun with the
+            same ``out_dir`` resumes from the newest. 0: no checkpoints.
     """
 
     lora_rank: int = 32
@@ -60,6 +65,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     logging_steps: int = 1
+    layers: int = 0
+    init_adapter: str | None = None
+    save_steps: int = 0
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -87,6 +95,7 @@ class TrainResult:
     rows: int = 0
     seconds: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None
 
 
 def _loss_logger(result: TrainResult, echo: Callable[[str], None] | None) -> Any:
@@ -119,9 +128,11 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         The adapter folder, losses per logged step, steps, rows and time.
     """
     import torch
-    from peft import LoraConfig
+    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from distill.direct_train import train_dtype
+    from distill.lora import latest_checkpoint, load_init_adapter, lora_model
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
     from rank1.progress import Stopwatch
@@ -134,7 +145,8 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
     cuda = torch.cuda.is_available()
     if config.quantize and not cuda:
         raise ValueError("QLoRA (quantize='4bit') needs a CUDA GPU; train without it on CPU")
-    model, tokenizer = load_model(ref, dtype="auto", device="cuda" if cuda else "cpu", quantize=config.quantize)
+    dtype = "auto" if config.quantize else train_dtype("auto", cuda)
+    model, tokenizer = load_model(ref, dtype=dtype, device="cuda" if cuda else "cpu", quantize=config.quantize)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -142,27 +154,32 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
-    target = config.target_modules if isinstance(config.target_modules, str) else list(config.target_modules)
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target, task_type="CAUSAL_LM")
+    set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
+    model = lora_model(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.target_modules,
+                       config.layers)
+    if config.init_adapter:
+        load_init_adapter(model, config.init_adapter)
     out = Path(out_dir)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, max_steps=config.max_steps,
         learning_rate=config.learning_rate, lr_scheduler_type=config.scheduler, warmup_steps=config.warmup,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         max_length=config.cutoff, completion_only_loss=True, packing=False, logging_steps=config.logging_steps,
-        save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
-        gradient_checkpointing=config.gradient_checkpointing, use_cpu=not cuda, bf16=False,
+        save_strategy="steps" if config.save_steps > 0 else "no", save_steps=max(config.save_steps, 1),
+        save_total_limit=2, report_to="none", seed=config.seed, data_seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing, use_cpu=not cuda, bf16=dtype == "bfloat16",
         disable_tqdm=True, dataset_num_proc=None,
     )
     result = TrainResult(str(out), rows=len(dataset), config=asdict(config))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(["qid", "docid"]),
-                         processing_class=tokenizer, peft_config=lora, callbacks=[_loss_logger(result, echo)])
+                         processing_class=tokenizer, callbacks=[_loss_logger(result, echo)])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the loss logger prints one line per step instead
-    trainer.train()
+    result.resumed_from = latest_checkpoint(out) if config.save_steps > 0 else None
+    trainer.train(resume_from_checkpoint=result.resumed_from)
     result.steps = int(trainer.state.global_step)
+    result.losses = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     result.seconds = timer.seconds

@@ -99,6 +99,42 @@ def test_train_dtype_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert direct_train.train_dtype("float32", cuda=True) == "float32"
 
 
+def _rationale_windows(root: Path) -> None:
+    """Replace the tiny windows file with GPT-3.5-style answers: a ranking and one rationale line per passage."""
+    with open(root / WINDOWS_FILE, "w") as f:
+        for q, topic in enumerate(TOPICS[:4]):
+            passages = [f"Passage {i} on {topic if i < 2 else TOPICS[(q + i + 1) % 8]} in some detail." for i in range(5)]
+            lines = "\n".join(
+                [f"- Passage [2] directly explains {topic}, making it the most relevant to the query.",
+                 f"- [1]: This passage also covers {topic}, but less directly than passage [2].",
+                 "- Passage [3] mentions a related idea, which is somewhat relevant to the query.",
+                 f"- Passage [4] is about {TOPICS[(q + 5) % 8]} and does not address {topic} at all.",
+                 f"- Passage [5] discusses {TOPICS[(q + 6) % 8]}, hence ranked lower than [4], and is off topic."])
+            labels = [0, 1, 0, 0, 0] if q != 3 else [0, 0, 0, 1, 0]  # q3: the positive ranked 4th (inconsistent)
+            f.write(json.dumps({"query": f"tell me of {topic}", "passages": passages,
+                                "ranking": f"[2] > [1] > [3] > [4] > [5]\n\nReasoning:\n{lines}",
+                                "labels": labels}) + "\n")
+
+
+def test_rationale_traces_are_pointwise_consistent_and_held_out(tmp_path: Path) -> None:
+    from distill.rationales import RationaleConfig, rationale_traces
+
+    root = _tiny_msmarco(tmp_path / "data")
+    _rationale_windows(root)
+    made = rationale_traces(root, RationaleConfig(negatives=2, dev_queries=2, seed=0))
+    by_q: dict[str, list] = {}
+    for t in made.traces:
+        by_q.setdefault(t.qid, []).append(t)
+    assert len(by_q) == 3 and made.counts["inconsistent"] >= 1  # q3's positive was ranked 4th: dropped
+    for rows in by_q.values():
+        assert [t.label for t in rows] == [1, 0, 0] and all(t.answer == bool(t.label) for t in rows)
+        assert rows[0].docid.endswith("-1") and {t.docid[-2:] for t in rows[1:]} == {"-3", "-4"}
+        assert rows[0].reasoning.startswith("The passage directly explains")
+    for t in made.traces:
+        assert "[" not in t.reasoning and "ranked" not in t.reasoning and t.teacher.startswith("gpt-3.5")
+    assert made.traces == rationale_traces(root, RationaleConfig(negatives=2, dev_queries=2, seed=0)).traces
+
+
 @pytest.mark.slow
 def test_labels_student_recipe_prepare_train_killed_resumed_export_rerank(tmp_path: Path, smollm2_ref) -> None:
     """The whole path through the CLI with the tiny model: a training run killed after its second checkpoint
@@ -217,3 +253,61 @@ def _assert_merged_equals_adapter(base_ref, adapter_dir: Path, pairs: list[tuple
         with torch.inference_mode():
             logits = model(**ids).logits[0, -1]
         assert abs(p_true(float(logits[t]), float(logits[f])) - score) < 1e-4
+
+
+@pytest.mark.slow
+def test_reasoning_student_recipe_rationales_train_resume_init_export_rerank(tmp_path: Path, smollm2_ref) -> None:
+    """GPT-3.5 rationales -> traces -> SFT with checkpoints (a run that lost its last checkpoint resumes from
+    the one before and ends as the whole run) -> a second phase started from that adapter -> exported model
+    reranks in reasoning mode."""
+    from safetensors.torch import load_file
+
+    from rank1 import Reranker
+
+    root = _tiny_msmarco(tmp_path / "data")
+    _rationale_windows(root)
+    env = {**os.environ, "RANK1_CACHE_DIR": str(Path(smollm2_ref.path).parent), "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "rank1.cli", "distill"]
+    traces = tmp_path / "traces.jsonl"
+    done = subprocess.run([*cli, "rationales", "--data", str(root), "--out", str(traces), "--dev-queries", "2",
+                           "--negatives", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["traces"] == 9
+
+    def train(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        argv = [*cli, "train", str(traces), "--out", str(out), "--model", "smollm2-135m", "--preset", "cpu-demo",
+                "--lora-rank", "4", "--lora-alpha", "8", "--layers", "2", "--max-steps", "3", "--lr", "1e-3",
+                "--cutoff", "256", "--save-steps", "1", *extra]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+
+    first = tmp_path / "first"
+    done = train(first)
+    assert done.returncode == 0, done.stderr
+    whole = json.loads((first / "train_log.json").read_text())
+    assert [s for s, _ in whole["losses"]] == [1, 2, 3] and whole["resumed_from"] is None
+    import shutil
+
+    shutil.rmtree(first / "checkpoints" / "checkpoint-3")  # as if killed before the last checkpoint
+    (first / "adapter_model.safetensors").unlink()
+    done = train(first)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((first / "train_log.json").read_text())
+    assert again["resumed_from"].endswith("checkpoint-2") and [s for s, _ in again["losses"]] == [1, 2, 3]
+    assert math.isclose(again["losses"][-1][1], whole["losses"][-1][1], rel_tol=1e-2)
+
+    second = tmp_path / "second"
+    done = train(second, "--init-adapter", str(first), "--lr", "1e-9")  # starts where the first ended
+    assert done.returncode == 0, done.stderr
+    a, b = (load_file(str(d / "adapter_model.safetensors")) for d in (first, second))
+    assert a.keys() == b.keys() and all(float((a[k] - b[k]).abs().max()) < 1e-4 for k in a)
+    bad = train(tmp_path / "bad", "--init-adapter", str(first), "--layers", "3")
+    assert bad.returncode == 2 and "does not fit these LoRA settings" in bad.stderr
+
+    model_dir = tmp_path / "reasoning-student"
+    done = subprocess.run([*cli, "export", str(second), "--out", str(model_dir)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in traces.read_text().splitlines()]
+    pairs = [(r["query"], r["passage"]) for r in rows if r["qid"] == rows[0]["qid"]]
+    judged = Reranker(model=str(model_dir), mode="reasoning", budget=8).score(pairs)
+    assert len(judged) == 3 and all(0 <= j.score <= 1 and 0 < j.generated_tokens <= 8 for j in judged)

@@ -1,0 +1,73 @@
+"""LoRA adapters for the students: wrap a base model, load an earlier adapter into it, find the resume point.
+
+Both trainers (:mod:`distill.train`, reasoning traces; :mod:`distill.direct_train`, the labels student) build
+their peft model here, so an adapter of one can start the other (``init_adapter``) when the LoRA settings
+match: same rank, target modules and blocks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules: str | Sequence[str],
+               layers: int = 0) -> Any:
+    """``model`` wrapped by peft with fresh LoRA adapters.
+
+    Args:
+        model: A causal LM (transformers).
+        rank: LoRA rank ``r``.
+        alpha: LoRA ``alpha``.
+        dropout: LoRA dropout.
+        target_modules: ``"all-linear"`` (every linear layer of the blocks) or the names of the linear layers
+            that get adapters.
+        layers: Adapters on the top ``layers`` transformer blocks only (0: every block).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = int(model.config.num_hidden_layers)
+    blocks = list(range(n_layers - layers, n_layers)) if 0 < layers < n_layers else None
+    target = target_modules if isinstance(target_modules, str) else list(target_modules)
+    if blocks is not None and isinstance(target, str):  # peft wants names with layers_to_transform
+        target = _block_linears(model)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target,
+                        layers_to_transform=blocks, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def _block_linears(model: Any) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (``q_proj``, ..., ``down_proj`` for Qwen2)."""
+    import torch
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and ".layers." in name})
+
+
+def load_init_adapter(model: Any, adapter_dir: str | Path) -> None:
+    """Copy the LoRA weights of ``adapter_dir`` (``adapter_model.safetensors``) into the peft ``model``.
+
+    Raises:
+        ValueError: The adapter's tensors do not fit the model's LoRA settings (rank, modules, blocks): a
+            tensor without a place in the model, or a model LoRA tensor the adapter does not cover.
+        FileNotFoundError: The folder has no ``adapter_model.safetensors``.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (an adapter folder is expected)")
+    state = load_file(str(path))
+    result = set_peft_model_state_dict(model, state)
+    unexpected = list(result.unexpected_keys)
+    untouched = [k for k in result.missing_keys if "lora_" in k]  # LoRA tensors the adapter has none for
+    if unexpected or untouched or not state:
+        raise ValueError(f"{adapter_dir}: adapter does not fit these LoRA settings ({len(unexpected)} of its "
+                         f"{len(state)} tensors have no place, {len(untouched)} LoRA tensors would stay fresh)")
+
+
+def latest_checkpoint(out_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``out_dir/checkpoints`` (``None`` if there is none)."""
+    found = sorted(Path(out_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(found[-1]) if found else None
