@@ -240,6 +240,8 @@ def demo(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec."),
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning or direct (default: the model's best)."),
     budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
+    explain: bool = typer.Option(True, "--explain/--no-explain",
+                                 help="Direct mode: also let the model reason about its top pick."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """BM25 -> rerank -> evaluate on the bundled sample collection, offline."""
@@ -247,13 +249,17 @@ def demo(
     from rank1.reranker import RerankerConfig
 
     config = RerankerConfig(model=model, mode=mode, budget=budget)
-    res = run_demo(out_dir, config, progress=progress)
+    res = run_demo(out_dir, config, progress=progress, explain=explain)
     out.print(_table(f"sample collection, {model}", {
         "BM25": res["bm25"], f"BM25 >> rank1 ({config.mode}, P(true) alone)": res["rank1"],
         f"BM25 >> rank1, blended with BM25 (w={res['fusion_weight']})": res["fused"]}))
-    example = max(res["result"].traces(), key=lambda t: t["score"])
+    example, why = res["example"], res["explanation"]
     out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
-    out.print(example["reasoning"] or "(direct mode: no reasoning)", highlight=False, markup=False)
+    if why is not None:
+        out.print(f"Asked to reason about it (reasoning mode, {why.generated_tokens} tokens): "
+                  f"P(true) = {why.score:.3f}", highlight=False)
+    reasoning = why.reasoning if why is not None else example["reasoning"]
+    out.print(reasoning or "(direct mode: no reasoning)", highlight=False, markup=False)
     out.print(f"\nruns and traces in {out_dir}/")
 
 

@@ -175,16 +175,18 @@ DEMO_FUSION_WEIGHT = 0.5
 own, chosen on the MS MARCO dev split)."""
 
 
-def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> dict[str, Any]:
+def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, explain: bool = True) -> dict[str, Any]:
     """BM25 -> rerank -> evaluate on the bundled sample collection, fully offline.
 
     It writes the reranked run by P(true) alone (``rank1.trec``) and the same judgements blended with BM25
     (``rank1-fused.trec``, no model call) at ``config``'s fusion weight, or :data:`DEMO_FUSION_WEIGHT` when
-    that is 0.
+    that is 0. The example is the pair with the highest P(true); when the ranking was made in direct mode and
+    ``explain`` is on, the same model then judges that one pair in reasoning mode (``config.budget`` tokens),
+    so the demo shows what the model thinks of its top pick.
 
     Returns:
         ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "fusion_weight": w, "result":
-        RerankResult, "paths": {...}}``.
+        RerankResult, "example": trace dict, "explanation": Judgement or None, "paths": {...}}``.
     """
     from rank1.results import reweight
 
@@ -205,11 +207,19 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True) -> 
     write_run(blended, reweight(result, first_run, weight), tag="rank1-fused")
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
+    example = max(result.traces(), key=lambda t: (t["score"], t["qid"], t["docid"]))
+    explanation = None
+    if explain and config.mode == "direct":
+        query, doc = read_topics(topics)[example["qid"]], read_corpus(corpus)[example["docid"]]
+        with Reranker(replace(config, mode="reasoning", fusion_weight=0.0)) as reasoner:
+            explanation = reasoner.score([(query.full_text, doc.full_text)])[0]
     return {
         "bm25": evaluate(first_run, judged, measures),
         "rank1": evaluate(read_run(reranked), judged, measures),
         "fused": evaluate(read_run(blended), judged, measures),
         "fusion_weight": weight,
         "result": result,
+        "example": example,
+        "explanation": explanation,
         "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": out_dir / "traces.jsonl"},
     }

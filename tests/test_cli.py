@@ -88,8 +88,12 @@ def test_demo_writes_the_reranked_and_the_blended_run(tmp_path: Path, smollm2_re
     from rank1.pipeline import DEMO_FUSION_WEIGHT, demo
     from rank1.reranker import RerankerConfig
 
-    config = RerankerConfig(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), mode="direct")
+    config = RerankerConfig(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), mode="direct",
+                            budget=8)
     res = demo(tmp_path, config, progress=False)
+    why = res["explanation"]  # the top pick, judged again in reasoning mode
+    assert why is not None and 0 < why.generated_tokens <= 8 and why.reasoning
+    assert res["example"]["score"] == max(t["score"] for t in res["result"].traces())
     assert set(res) >= {"bm25", "rank1", "fused"} and all(0.0 <= res[k]["nDCG@10"] <= 1.0 for k in ("bm25", "rank1", "fused"))
     first, blended = read_run(res["paths"]["bm25"]), read_run(res["paths"]["fused"])
     p_true = {(t["qid"], t["docid"]): t["p_true"] for t in res["result"].traces()}
