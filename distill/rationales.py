@@ -6,7 +6,8 @@ directly addresses ...`` or ``- [3]: This passage ...``). A trace is one passage
 
 * **Rewritten pointwise**: the line's reference to its own passage becomes "The passage", and clauses that
   compare with other passages (``[n]``, "ranked lower", "top-ranked") are dropped, so the reasoning reads
-  as a judgement of one pair, which is what the student sees at test time.
+  as a judgement of one pair, which is what the student sees at test time; a line whose first clause is
+  comparative is dropped whole (counted as ``short``).
 * **Answer from the label**, not from GPT-3.5: ``true`` for an MS MARCO positive, ``false`` otherwise.
 * **Kept only where the teacher agrees** (consistency filter): a positive is kept when GPT-3.5 put it in its
   top ``keep_top``; an unlabelled passage is kept as a negative when GPT-3.5 put it at ``negative_from`` or
@@ -92,9 +93,14 @@ def pointwise(rationale: str) -> str:
     'The passage directly defines the term.'
     >>> pointwise("This passage also mentions the date, but it is similar to [1].")
     'This passage mentions the date.'
+    >>> pointwise("is similar to [1], but it lacks the date.")  # comparative at its core: dropped
+    ''
     """
     text = rationale.replace("**", "").strip()
-    kept = [c for c in _CLAUSE.split(text) if c and not _OTHER.search(c)]
+    clauses = [c for c in _CLAUSE.split(text) if c]
+    if not clauses or _OTHER.search(clauses[0]):
+        return ""  # the judgement itself is comparative: nothing pointwise is left to keep
+    kept = [c for c in clauses if not _OTHER.search(c)]
     out = " ".join(kept).strip().rstrip(",;").strip()
     out = re.sub(r"^(but|and|while|although|however),?\s+", "", out, flags=re.I)
     out = re.sub(r"^it\s+", "", out)

@@ -136,12 +136,16 @@ def write_traces(path: str | Path, traces: Iterable[Trace]) -> int:
 
 
 def completion(reasoning: str, answer: bool, with_reasoning: bool = True) -> str:
-    """What the student learns to write after the prompt: ``{reasoning}\\n</think> true|false``.
+    """What the student learns to write after the prompt: `` {reasoning}\\n</think> true|false``.
 
-    Without reasoning it is ``\\n</think> true|false``: exactly what direct mode appends before it reads the
-    answer, so a label-only student is trained on the format it is scored in.
+    The reasoning starts with a space: the prompt ends with ``<think>``, and BPE merges its ``>`` with a word or
+    a newline that follows directly, so the prompt's tokens would not be a prefix of the training row's and
+    the student would learn a boundary it never sees at inference (generation starts after the prompt's own
+    tokens). Without reasoning it is ``\\n</think> true|false``: exactly what direct mode appends before it
+    reads the answer, so a label-only student is trained on the format it is scored in.
     """
-    return f"{reasoning if with_reasoning else ''}\n{CLOSE} {'true' if answer else 'false'}"
+    body = reasoning if not reasoning or reasoning.startswith(" ") else " " + reasoning
+    return f"{body if with_reasoning else ''}\n{CLOSE} {'true' if answer else 'false'}"
 
 
 def prompt_text(trace: Trace, template: str = "rank1") -> str:

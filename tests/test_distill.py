@@ -75,7 +75,7 @@ def test_dataset_prompt_completion_rows() -> None:
     t = make_trace(answer=True)
     with_r, labels = to_dataset([t, make_trace(answer=None)]), to_dataset([t], with_reasoning=False)
     assert len(with_r) == 1 and with_r[0]["prompt"].endswith("Passage: The Moon's gravity pulls the oceans.\n<think>")
-    assert with_r[0]["completion"] == f"{t.reasoning}\n</think> true"
+    assert with_r[0]["completion"] == f" {t.reasoning}\n</think> true"  # space: "<think>" keeps its own tokens
     assert labels[0]["completion"] == "\n</think> true"  # what direct mode appends before reading the answer
 
 

@@ -307,6 +307,14 @@ def test_reasoning_student_recipe_rationales_train_resume_init_export_rerank(tmp
     done = subprocess.run([*cli, "export", str(second), "--out", str(model_dir)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr
+    from transformers import AutoTokenizer
+
+    from distill.records import read_traces, to_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for row in to_dataset(read_traces(traces)):  # the prompt's tokens are a prefix of the training row's
+        prompt = tokenizer(row["prompt"])["input_ids"]
+        assert tokenizer(row["prompt"] + row["completion"])["input_ids"][: len(prompt)] == prompt
     rows = [json.loads(line) for line in traces.read_text().splitlines()]
     pairs = [(r["query"], r["passage"]) for r in rows if r["qid"] == rows[0]["qid"]]
     judged = Reranker(model=str(model_dir), mode="reasoning", budget=8).score(pairs)
