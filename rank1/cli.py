@@ -256,7 +256,7 @@ def demo(
     example, why = res["example"], res["explanation"]
     out.print(f"\n[bold]Example[/bold] {example['qid']} / {example['docid']}: P(true) = {example['score']:.3f}")
     if why is not None:
-        out.print(f"Asked to reason about it (reasoning mode, {why.generated_tokens} tokens): "
+        out.print(f"Asked {res['explainer']} to reason about it (reasoning mode, {why.generated_tokens} tokens): "
                   f"P(true) = {why.score:.3f}", highlight=False)
     reasoning = why.reasoning if why is not None else example["reasoning"]
     out.print(reasoning or "(direct mode: no reasoning)", highlight=False, markup=False)

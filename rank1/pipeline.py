@@ -181,12 +181,14 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
     It writes the reranked run by P(true) alone (``rank1.trec``) and the same judgements blended with BM25
     (``rank1-fused.trec``, no model call) at ``config``'s fusion weight, or :data:`DEMO_FUSION_WEIGHT` when
     that is 0. The example is the pair with the highest P(true); when the ranking was made in direct mode and
-    ``explain`` is on, the same model then judges that one pair in reasoning mode (``config.budget`` tokens),
-    so the demo shows what the model thinks of its top pick.
+    ``explain`` is on, that one pair is then judged in reasoning mode (``config.budget`` tokens) by the model's
+    explainer (:func:`rank1.students.explainer_for`: a shipped reasoning student, else the model itself), so
+    the demo shows a reasoning trace for its top pick.
 
     Returns:
         ``{"bm25": {measure: value}, "rank1": {...}, "fused": {...}, "fusion_weight": w, "result":
-        RerankResult, "example": trace dict, "explanation": Judgement or None, "paths": {...}}``.
+        RerankResult, "example": trace dict, "explanation": Judgement or None, "explainer": model name or
+        None, "paths": {...}}``.
     """
     from rank1.results import reweight
 
@@ -208,10 +210,13 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
     example = max(result.traces(), key=lambda t: (t["score"], t["qid"], t["docid"]))
-    explanation = None
+    explanation, explainer = None, None
     if explain and config.mode == "direct":
+        from rank1.students import explainer_for
+
+        explainer = explainer_for(config.model)
         query, doc = read_topics(topics)[example["qid"]], read_corpus(corpus)[example["docid"]]
-        with Reranker(replace(config, mode="reasoning", fusion_weight=0.0)) as reasoner:
+        with Reranker(replace(config, model=explainer, mode="reasoning", fusion_weight=0.0)) as reasoner:
             explanation = reasoner.score([(query.full_text, doc.full_text)])[0]
     return {
         "bm25": evaluate(first_run, judged, measures),
@@ -221,5 +226,6 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
         "result": result,
         "example": example,
         "explanation": explanation,
+        "explainer": explainer,
         "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": out_dir / "traces.jsonl"},
     }

