@@ -136,16 +136,25 @@ def write_traces(path: str | Path, traces: Iterable[Trace]) -> int:
 
 
 def completion(reasoning: str, answer: bool, with_reasoning: bool = True) -> str:
-    """What the student learns to write after the prompt: `` {reasoning}\\n</think> true|false``.
+    """Rank1's output after the prompt: ``{reasoning}\n</think> true|false`` (the alpaca ``output``).
 
-    The reasoning starts with a space: the prompt ends with ``<think>``, and BPE merges its ``>`` with a word or
-    a newline that follows directly, so the prompt's tokens would not be a prefix of the training row's and
-    the student would learn a boundary it never sees at inference (generation starts after the prompt's own
-    tokens). Without reasoning it is ``\\n</think> true|false``: exactly what direct mode appends before it
-    reads the answer, so a label-only student is trained on the format it is scored in.
+    Without reasoning it is ``\n</think> true|false``: exactly what direct mode appends before it reads the
+    answer, so a label-only student is trained on the format it is scored in.
     """
-    body = reasoning if not reasoning or reasoning.startswith(" ") else " " + reasoning
-    return f"{body if with_reasoning else ''}\n{CLOSE} {'true' if answer else 'false'}"
+    return f"{reasoning if with_reasoning else ''}\n{CLOSE} {'true' if answer else 'false'}"
+
+
+def training_completion(reasoning: str, answer: bool, with_reasoning: bool = True) -> str:
+    """:func:`completion` as the student is trained on it: reasoning starts with a space.
+
+    The prompt ends with ``<think>``, and BPE merges its ``>`` with a word or a newline that follows directly,
+    so without the space the prompt's tokens would not be a prefix of the training row's and the student would
+    learn a boundary it never sees at inference, where generation starts after the prompt's own tokens. (The
+    label-only completion needs no space: direct mode tokenizes prompt and ``\n</think>`` together too.)
+    """
+    if with_reasoning and reasoning and not reasoning.startswith(" "):
+        reasoning = " " + reasoning
+    return completion(reasoning, answer, with_reasoning)
 
 
 def prompt_text(trace: Trace, template: str = "rank1") -> str:
@@ -253,7 +262,7 @@ def to_dataset(traces: Sequence[Trace], with_reasoning: bool = True, template: s
     rows = [t for t in traces if t.answer is not None]
     return Dataset.from_dict({
         "prompt": [prompt_text(t, template) for t in rows],
-        "completion": [completion(t.reasoning, bool(t.answer), with_reasoning) for t in rows],
+        "completion": [training_completion(t.reasoning, bool(t.answer), with_reasoning) for t in rows],
         "qid": [t.qid for t in rows],
         "docid": [t.docid for t in rows],
     })
