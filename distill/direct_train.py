@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from distill.lora import latest_checkpoint, load_init_adapter, lora_model
+from distill.lora import latest_checkpoint, lora_model, loss_history, step_echo
 from distill.msmarco import Group
 from distill.train import TrainResult
 from rank1.hardware import cpu_dtype_choice
@@ -167,7 +167,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         extra_meta: Merged into ``train_log.json`` (e.g. data preparation counts).
     """
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
@@ -181,13 +181,8 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     ref = resolve_model(base_model)
     model, tokenizer = load_model(ref, dtype=dtype, device="cuda" if cuda else "cpu")
     model.config.use_cache = False
-    from transformers import set_seed
-
-    set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
     model = lora_model(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.target_modules,
-                       config.layers)
-    if config.init_adapter:
-        load_init_adapter(model, config.init_adapter)
+                       config.layers, seed=config.seed, init_adapter=config.init_adapter)
     collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
     true_id, false_id = collator.answer_ids
     result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})
@@ -203,15 +198,6 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
             loss = direct_loss(diff, labels, sizes, config.pointwise_weight)
             return (loss, {"diff": diff}) if return_outputs else loss
 
-    class _Log(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if logs and "loss" in logs and not math.isnan(float(logs["loss"])):
-                result.losses.append((int(state.global_step), float(logs["loss"])))
-                if echo:
-                    rate = pairs_seen[0] / max(timer.seconds, 1e-9)
-                    echo(f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
-                         f"lr {float(logs.get('learning_rate', 0)):.2e}  {rate:.2f} pairs/s")
-
     steps = config.max_steps if config.max_steps > 0 else math.ceil(len(groups) / config.groups_per_step)
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), max_steps=steps, per_device_train_batch_size=config.groups_per_step,
@@ -221,7 +207,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         disable_tqdm=True, remove_unused_columns=False, dataloader_drop_last=False, weight_decay=0.0,
     )
     trainer = _Trainer(model=model, args=args, train_dataset=_GroupData(groups), data_collator=collator,
-                       callbacks=[_Log()])
+                       callbacks=[step_echo(echo, lambda: f"{pairs_seen[0] / max(timer.seconds, 1e-9):.2f} pairs/s")])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
@@ -230,8 +216,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     result.steps = int(trainer.state.global_step)
     result.seconds = timer.seconds
     result.pairs_per_second = pairs_seen[0] / max(result.seconds, 1e-9)
-    history = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
-    result.losses = history
+    result.losses = loss_history(trainer)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     meta = {"kind": "labels-student", "base_model": base_model, "base_fingerprint": ref.fingerprint,

@@ -1,19 +1,21 @@
-"""LoRA adapters for the students: wrap a base model, load an earlier adapter into it, find the resume point.
+"""LoRA adapters for the students and the trainer plumbing both trainers share.
 
 Both trainers (:mod:`distill.train`, reasoning traces; :mod:`distill.direct_train`, the labels student) build
-their peft model here, so an adapter of one can start the other (``init_adapter``) when the LoRA settings
-match: same rank, target modules and blocks.
+their peft model here (seeded, optionally started from an earlier adapter), so an adapter of one can start the
+other (``init_adapter``) when the LoRA settings match: same rank, target modules and blocks. They also share
+the per-step echo, the loss history and the resume point.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules: str | Sequence[str],
-               layers: int = 0) -> Any:
-    """``model`` wrapped by peft with fresh LoRA adapters.
+               layers: int = 0, seed: int | None = None, init_adapter: str | Path | None = None) -> Any:
+    """``model`` wrapped by peft with LoRA adapters: fresh ones, or those of ``init_adapter``.
 
     Args:
         model: A causal LM (transformers).
@@ -23,8 +25,15 @@ def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules
         target_modules: ``"all-linear"`` (every linear layer of the blocks) or the names of the linear layers
             that get adapters.
         layers: Adapters on the top ``layers`` transformer blocks only (0: every block).
+        seed: Seed everything (transformers ``set_seed``) before the LoRA A matrices are drawn, so the same
+            seed gives the same adapter (``None``: leave the random state alone).
+        init_adapter: An adapter folder whose weights replace the fresh ones (see :func:`load_init_adapter`).
     """
     from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
+    if seed is not None:
+        set_seed(seed)
 
     n_layers = int(model.config.num_hidden_layers)
     blocks = list(range(n_layers - layers, n_layers)) if 0 < layers < n_layers else None
@@ -33,7 +42,10 @@ def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules
         target = _block_linears(model)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target,
                         layers_to_transform=blocks, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if init_adapter:
+        load_init_adapter(peft_model, init_adapter)
+    return peft_model
 
 
 def _block_linears(model: Any) -> list[str]:
@@ -71,3 +83,23 @@ def latest_checkpoint(out_dir: str | Path) -> str | None:
     """The newest ``checkpoint-N`` folder under ``out_dir/checkpoints`` (``None`` if there is none)."""
     found = sorted(Path(out_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(found[-1]) if found else None
+
+
+def loss_history(trainer: Any) -> list[tuple[int, float]]:
+    """``(step, loss)`` of every logged step of a finished transformers ``Trainer`` (resumed steps included)."""
+    return [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
+
+
+def step_echo(echo: Callable[[str], None] | None, suffix: Callable[[], str] | None = None) -> Any:
+    """A ``TrainerCallback`` that calls ``echo`` with one line per logged step: step, loss, learning rate and
+    ``suffix()`` (e.g. the throughput). NaN losses (steps without a loss) are not echoed."""
+    from transformers import TrainerCallback
+
+    class StepEcho(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if echo and logs and "loss" in logs and not math.isnan(float(logs["loss"])):
+                line = (f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}"
+                        f"  lr {float(logs.get('learning_rate', 0)):.2e}")
+                echo(line + (f"  {suffix()}" if suffix else ""))
+
+    return StepEcho()

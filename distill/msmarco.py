@@ -93,7 +93,13 @@ class DevRow(NamedTuple):
     label: int
 
 
-def _rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each JSON-lines row of ``path`` (blank lines skipped).
+
+    Raises:
+        InputError: A line is not a JSON object, or lacks one of the ``required`` keys (file and line named).
+    """
+    path = Path(path)
     for lineno, line in iter_content_lines(path):
         obj = parse_json_object(path, lineno, line)
         missing = [k for k in required if k not in obj]
@@ -106,7 +112,7 @@ def read_dev(path: str | Path) -> list[DevRow]:
     """The dev file's rows (``qid, query, docid, text, bm25_rank, label``)."""
     keys = ("qid", "query", "docid", "text", "bm25_rank", "label")
     return [DevRow(str(o["qid"]), o["query"], str(o["docid"]), o["text"], int(o["bm25_rank"]), int(o["label"]))
-            for _, o in _rows(Path(path), keys)]
+            for _, o in read_rows(Path(path), keys)]
 
 
 def dev_split(rows: Sequence[DevRow], n: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -145,7 +151,7 @@ def _dev_groups(rows: Sequence[DevRow], train_qids: set[str], cfg: PrepareConfig
 
 def _window_groups(path: Path, banned: set[str], cfg: PrepareConfig, rng: random.Random) -> list[Group]:
     by_query: dict[str, list[tuple[str, int]]] = {}
-    for lineno, o in _rows(path, ("query", "passages", "labels")):
+    for lineno, o in read_rows(path, ("query", "passages", "labels")):
         labels = o["labels"]
         if not isinstance(o["passages"], list) or not isinstance(labels, list) or len(labels) != len(o["passages"]):
             raise InputError(path, lineno, "passages and labels must be lists of the same length")
@@ -169,7 +175,7 @@ def _mined_groups(path: Path, extra: Iterable[tuple[str, str]], banned: set[str]
     from rank1.records import Document, Query
     from rank1.retrieve.bm25 import BM25Index
 
-    rows = [o for _, o in _rows(path, ("qid", "query", "docid", "text"))]
+    rows = [o for _, o in read_rows(path, ("qid", "query", "docid", "text"))]
     texts = {str(o["docid"]): o["text"] for o in rows}
     for docid, text in extra:
         texts.setdefault(docid, text)
@@ -252,7 +258,7 @@ def read_groups(path: str | Path) -> list[Group]:
     """Read groups written by :func:`write_groups`."""
     keys = Group._fields
     out = []
-    for lineno, o in _rows(Path(path), keys):
+    for lineno, o in read_rows(Path(path), keys):
         if not (len(o["docids"]) == len(o["passages"]) == len(o["labels"]) >= 2):
             raise InputError(path, lineno, "docids, passages and labels must have the same length (>= 2)")
         out.append(Group(str(o["qid"]), o["query"], tuple(map(str, o["docids"])), tuple(o["passages"]),

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from distill.msmarco import DEV_FILE, WINDOWS_FILE, _rows, dev_split, read_dev
+from distill.msmarco import DEV_FILE, WINDOWS_FILE, dev_split, read_dev, read_rows
 from distill.records import Trace
 from rank1.io import InputError
 
@@ -143,7 +143,7 @@ def rationale_traces(data_dir: str | Path, config: RationaleConfig = RationaleCo
     banned = {r.query for r in dev_rows if r.qid in held}
     by_query: dict[str, list[tuple[str, int, int | None, str]]] = {}
     counts = {"windows": 0, "no_rationales": 0, "dev_query": 0, "inconsistent": 0, "short": 0}
-    for lineno, o in _rows(root / WINDOWS_FILE, ("query", "passages", "ranking", "labels")):
+    for lineno, o in read_rows(root / WINDOWS_FILE, ("query", "passages", "ranking", "labels")):
         passages, labels = o["passages"], o["labels"]
         if not isinstance(passages, list) or not isinstance(labels, list) or len(labels) != len(passages):
             raise InputError(root / WINDOWS_FILE, lineno, "passages and labels must be lists of the same length")

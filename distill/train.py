@@ -11,7 +11,6 @@ Defaults are Rank1's (LoRA rank 32, alpha 64, every linear layer, lr 1e-4, 2 epo
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -98,20 +97,6 @@ class TrainResult:
     resumed_from: str | None = None
 
 
-def _loss_logger(result: TrainResult, echo: Callable[[str], None] | None) -> Any:
-    from transformers import TrainerCallback
-
-    class LossLogger(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            if logs and "loss" in logs and not math.isnan(float(logs["loss"])):
-                result.losses.append((int(state.global_step), float(logs["loss"])))
-                if echo:
-                    echo(f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}"
-                         f"  lr {float(logs.get('learning_rate', 0)):.2e}")
-
-    return LossLogger()
-
-
 def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config: TrainConfig = TrainConfig(),
           echo: Callable[[str], None] | None = print, template: str = "rank1") -> TrainResult:
     """Train a LoRA adapter for ``base_model`` on the traces and save it in ``out_dir``.
@@ -128,11 +113,10 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         The adapter folder, losses per logged step, steps, rows and time.
     """
     import torch
-    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
     from distill.direct_train import train_dtype
-    from distill.lora import latest_checkpoint, load_init_adapter, lora_model
+    from distill.lora import latest_checkpoint, lora_model, loss_history, step_echo
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
     from rank1.progress import Stopwatch
@@ -154,11 +138,8 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
-    set_seed(config.seed)  # LoRA's A matrices are drawn now: the same seed gives the same adapter
     model = lora_model(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.target_modules,
-                       config.layers)
-    if config.init_adapter:
-        load_init_adapter(model, config.init_adapter)
+                       config.layers, seed=config.seed, init_adapter=config.init_adapter)
     out = Path(out_dir)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"), num_train_epochs=config.epochs, max_steps=config.max_steps,
@@ -172,14 +153,14 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
     )
     result = TrainResult(str(out), rows=len(dataset), config=asdict(config))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(["qid", "docid"]),
-                         processing_class=tokenizer, callbacks=[_loss_logger(result, echo)])
+                         processing_class=tokenizer, callbacks=[step_echo(echo)])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the loss logger prints one line per step instead
     result.resumed_from = latest_checkpoint(out) if config.save_steps > 0 else None
     trainer.train(resume_from_checkpoint=result.resumed_from)
     result.steps = int(trainer.state.global_step)
-    result.losses = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
+    result.losses = loss_history(trainer)
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     result.seconds = timer.seconds

@@ -200,12 +200,14 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
     corpus, topics, qrels = (SAMPLE_DIR / n for n in ("corpus.jsonl", "topics.tsv", "qrels.txt"))
     first = out_dir / "bm25.trec"
     retrieve(corpus, topics, first, k=10, index_dir=out_dir / "bm25-index", progress=progress)
-    reranked = out_dir / "rank1.trec"
+    reranked, traces = out_dir / "rank1.trec", out_dir / "traces.jsonl"
     weight = config.fusion_weight or DEMO_FUSION_WEIGHT
-    result = rerank_files(reranked, replace(config, fusion_weight=0.0), run=first, corpus=corpus, topics=topics,
-                          traces=out_dir / "traces.jsonl", depth=10, progress=progress)
+    inputs = load_inputs(first, corpus, topics)  # read once: ranking, blending and the explanation share them
+    with Reranker(replace(config, fusion_weight=0.0)) as reranker:
+        result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=10, progress=progress)
+    write_outputs(result, reranked, traces, "rank1")
     blended = out_dir / "rank1-fused.trec"
-    first_run = read_run(first)
+    first_run = inputs.run
     write_run(blended, reweight(result, first_run, weight), tag="rank1-fused")
     measures = ("nDCG@10", "P@1", "RR@10")
     judged = read_qrels(qrels)
@@ -215,7 +217,7 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
         from rank1.students import explainer_for
 
         explainer = explainer_for(config.model)
-        query, doc = read_topics(topics)[example["qid"]], read_corpus(corpus)[example["docid"]]
+        query, doc = inputs.topics[example["qid"]], inputs.corpus[example["docid"]]
         with Reranker(replace(config, model=explainer, mode="reasoning", fusion_weight=0.0)) as reasoner:
             explanation = reasoner.score([(query.full_text, doc.full_text)])[0]
     return {
@@ -227,5 +229,5 @@ def demo(out_dir: str | Path, config: RerankerConfig, progress: bool = True, exp
         "example": example,
         "explanation": explanation,
         "explainer": explainer,
-        "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": out_dir / "traces.jsonl"},
+        "paths": {"bm25": first, "rank1": reranked, "fused": blended, "traces": traces},
     }
