@@ -93,3 +93,12 @@ def test_cpu_speed_script(run_script) -> None:
     padding = report["padding"]["batch_8"]
     assert padding["shared_heads"]["computed_per_prompt_token"] < padding["whole_prompts"]["computed_per_prompt_token"]
     assert report["cpu"] and report["auto_dtype"]
+
+
+def test_fusion_script(run_script) -> None:
+    report = run_script("fusion.py", "--dev-queries", "2")
+    families = report["families"]
+    assert set(families) == {"p+minmax", "minmax+minmax", "zlogit+z", "rrf"}
+    assert families["p+minmax"]["ci95_vs_rank1_blend"] == [0.0, 0.0]
+    assert all(row["ndcg10"] == max(row["ndcg10_by_setting"].values()) for row in families.values())
+    assert 0.0 <= report["ndcg10_model_alone"] <= 1.0 and "2 held-out queries" in report["collection"]
