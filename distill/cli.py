@@ -261,11 +261,41 @@ def train_labels(
         rows = read_groups(groups)[skip_groups:]
         if not rows:
             raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
-        result = train_direct(rows, model, out_path, cfg, echo=_echo)
+        result = train_direct(rows, model, out_path, cfg, echo=_echo,
+                              extra_meta={"groups_file": str(groups), "skip_groups": skip_groups})
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
         typer.echo(f"{result.rows} groups, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
                    f"{result.pairs_per_second:.2f} pairs/s, {result.seconds:.0f}s"
                    + (f" (resumed from {result.resumed_from})" if result.resumed_from else "") + f" -> {out_path}")
+
+    body()
+
+
+@app.command()
+def unseen(
+    groups: Path = typer.Argument(..., help="The training groups JSONL an earlier `train-labels` run was given."),
+    out_path: Path = typer.Option(..., "--out", help="Groups JSONL to write: those that run did not train on."),
+    skip_groups: int = typer.Option(0, "--skip-groups", help="That run's --skip-groups."),
+    steps: int = typer.Option(..., "--steps", help="Optimiser steps that run made (its --max-steps)."),
+    groups_per_step: int = typer.Option(2, "--groups-per-step", help="That run's --groups-per-step."),
+    seed: int = typer.Option(0, "--seed", help="That run's --seed (it seeds the data order)."),
+) -> None:
+    """Groups an earlier `train-labels` run did not draw (its seeded order replayed), for the next phase."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.direct_train import DirectTrainConfig, drawn_groups
+        from distill.msmarco import read_groups, write_groups
+
+        rows = read_groups(groups)
+        head, rest = rows[:skip_groups], rows[skip_groups:]
+        if not rest:
+            raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
+        drawn = set(drawn_groups(len(rest), DirectTrainConfig(max_steps=steps, groups_per_step=groups_per_step,
+                                                              seed=seed)))
+        left = [g for i, g in enumerate(rest) if i not in drawn]
+        write_groups(out_path, left)
+        typer.echo(json.dumps({"groups": len(rows), "skipped": len(head), "drawn": len(drawn), "unseen": len(left)}))
 
     body()
 

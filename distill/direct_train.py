@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -83,7 +83,7 @@ def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
 
 
 class _GroupData:
-    """A map-style dataset of groups (the collator renders them)."""
+    """A map-style dataset of ``(index, group)`` (the collator renders them)."""
 
     def __init__(self, groups: Sequence[Group]) -> None:
         self.groups = list(groups)
@@ -91,8 +91,8 @@ class _GroupData:
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, i: int) -> Group:
-        return self.groups[i]
+    def __getitem__(self, i: int) -> tuple[int, Group]:
+        return i, self.groups[i]
 
 
 class GroupCollator:
@@ -114,16 +114,19 @@ class GroupCollator:
         texts = [self.builder.build(query, p).text + self.settings.close_empty for p in passages]
         return self.tokenizer(texts, add_special_tokens=self.settings.add_special_tokens)["input_ids"]
 
-    def __call__(self, groups: Sequence[Group]) -> dict[str, Any]:
+    def __call__(self, items: Sequence[tuple[int, Group]]) -> dict[str, Any]:
+        """One batch of ``(index, group)`` items: model inputs, ``labels``, ``group_size`` and ``group_index``."""
         import torch
 
+        groups = [g for _, g in items]
         ids = [x for g in groups for x in self.encode(g.query, g.passages)]
         width, pad = max(map(len, ids)), self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
                 "labels": torch.tensor([lab for g in groups for lab in g.labels], dtype=torch.float32),
-                "group_size": torch.tensor([len(g.labels) for g in groups])}
+                "group_size": torch.tensor([len(g.labels) for g in groups]),
+                "group_index": torch.tensor([i for i, _ in items])}
 
 
 def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float) -> Any:
@@ -147,10 +150,62 @@ def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float
 
 @dataclass
 class DirectTrainResult(TrainResult):
-    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed (this process's time
-    only)."""
+    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed and the indices of the
+    groups trained on, in order (both for this process only: after a resume, from the resume point on)."""
 
     pairs_per_second: float = 0.0
+    groups_drawn: list[int] = field(default_factory=list)
+
+
+def training_arguments(config: DirectTrainConfig, n_groups: int, output_dir: str | Path, cuda: bool, dtype: str,
+                       **overrides: Any) -> Any:
+    """The transformers ``TrainingArguments`` of a :func:`train_direct` run over ``n_groups`` groups (the data
+    order follows from them: :func:`drawn_groups` replays it)."""
+    from transformers import TrainingArguments
+
+    steps = config.max_steps if config.max_steps > 0 else math.ceil(n_groups / config.groups_per_step)
+    settings: dict[str, Any] = dict(
+        output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=config.groups_per_step,
+        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup,
+        logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
+        report_to="none", seed=config.seed, data_seed=config.seed, use_cpu=not cuda, bf16=dtype == "bfloat16",
+        disable_tqdm=True, remove_unused_columns=False, dataloader_drop_last=False, weight_decay=0.0,
+    )
+    return TrainingArguments(**{**settings, **overrides})
+
+
+def drawn_groups(n_groups: int, config: DirectTrainConfig) -> list[int]:
+    """Which of ``n_groups`` groups a :func:`train_direct` run with ``config`` trains on, in order (indices into
+    the groups it was given), so that a later phase can train on the others.
+
+    The run's seeded data order is replayed with the same trainer settings, a tiny stand-in model and no
+    forward passes (seconds). Checked on the shipped student's phase 3: the loss of the replayed first batch
+    under the phase's starting weights equals the loss that run logged at step 1.
+    """
+    import tempfile
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer
+
+    drawn: list[int] = []
+
+    class _Replay(Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            drawn.extend(inputs["index"])
+            return next(model.parameters()).sum() * 0.0
+
+    stand_in = Qwen2ForCausalLM(Qwen2Config(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                            num_attention_heads=1, num_key_value_heads=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = training_arguments(config, n_groups, tmp, cuda=False, dtype="float32", save_strategy="no",
+                                  logging_steps=10**9)
+        trainer = _Replay(model=stand_in, args=args, train_dataset=list(range(n_groups)),
+                          data_collator=lambda batch: {"index": [int(i) for i in batch]})
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return drawn
 
 
 def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
@@ -167,7 +222,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         extra_meta: Merged into ``train_log.json`` (e.g. data preparation counts).
     """
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
@@ -192,20 +247,14 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             labels, sizes = inputs.pop("labels"), inputs.pop("group_size")
+            result.groups_drawn.extend(int(i) for i in inputs.pop("group_index"))
             logits = model(**inputs, logits_to_keep=1).logits[:, -1, :]
             diff = (logits[:, true_id] - logits[:, false_id]).float()
             pairs_seen[0] += len(labels)
             loss = direct_loss(diff, labels, sizes, config.pointwise_weight)
             return (loss, {"diff": diff}) if return_outputs else loss
 
-    steps = config.max_steps if config.max_steps > 0 else math.ceil(len(groups) / config.groups_per_step)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), max_steps=steps, per_device_train_batch_size=config.groups_per_step,
-        learning_rate=config.learning_rate, lr_scheduler_type="cosine", warmup_steps=config.warmup,
-        logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
-        report_to="none", seed=config.seed, data_seed=config.seed, use_cpu=not cuda, bf16=dtype == "bfloat16",
-        disable_tqdm=True, remove_unused_columns=False, dataloader_drop_last=False, weight_decay=0.0,
-    )
+    args = training_arguments(config, len(groups), out / "checkpoints", cuda, dtype)
     trainer = _Trainer(model=model, args=args, train_dataset=_GroupData(groups), data_collator=collator,
                        callbacks=[step_echo(echo, lambda: f"{pairs_seen[0] / max(timer.seconds, 1e-9):.2f} pairs/s")])
     from transformers.trainer_callback import PrinterCallback

@@ -182,6 +182,18 @@ def test_labels_student_recipe_prepare_train_killed_resumed_export_rerank(tmp_pa
     log, ref = (json.loads((d / "train_log.json").read_text()) for d in (killed, tmp_path / "whole"))
     assert [s for s, _ in log["losses"]] == [1, 2, 3, 4, 5, 6] and log["kind"] == "labels-student"
     assert all(math.isclose(x, y, rel_tol=1e-2) for (_, x), (_, y) in zip(log["losses"], ref["losses"]))
+    # The replayed data order is the one the real run trained on; `unseen` writes the rest for a next phase.
+    from distill.direct_train import DirectTrainConfig, drawn_groups
+
+    assert ref["groups_drawn"] == drawn_groups(len(read_groups(groups)), DirectTrainConfig(max_steps=6))
+    assert len(ref["groups_drawn"]) == 12 and ref["groups_file"] == str(groups) and ref["skip_groups"] == 0
+    rest = tmp_path / "rest.jsonl"
+    done = subprocess.run([*cli, "unseen", str(groups), "--steps", "6", "--out", str(rest)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    everything, left = read_groups(groups), read_groups(rest)
+    assert left == [g for i, g in enumerate(everything) if i not in set(ref["groups_drawn"])]
+    assert json.loads(done.stdout) == {"groups": len(everything), "skipped": 0, "drawn": 12, "unseen": len(left)}
     a, b = (load_file(str(d / "adapter_model.safetensors")) for d in (tmp_path / "whole", killed))
     assert a.keys() == b.keys()
     for k in a:
