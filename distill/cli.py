@@ -229,6 +229,16 @@ def rationales(
     body()
 
 
+def _groups_after(groups: Path, skip_groups: int) -> list[Any]:
+    """The groups of ``groups`` after the first ``skip_groups`` (those an earlier phase saw); at least one."""
+    from distill.msmarco import read_groups
+
+    rows = read_groups(groups)[skip_groups:]
+    if not rows:
+        raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
+    return rows
+
+
 @app.command("train-labels")
 def train_labels(
     groups: Path = typer.Argument(..., help="Training groups JSONL from `rank1 distill prepare`."),
@@ -252,15 +262,12 @@ def train_labels(
     @fail_cleanly
     def body() -> None:
         from distill.direct_train import DirectTrainConfig, train_direct
-        from distill.msmarco import read_groups
 
         cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
                                 dtype=dtype, save_steps=save_steps, seed=seed,
                                 init_adapter=str(init_adapter) if init_adapter else None)
-        rows = read_groups(groups)[skip_groups:]
-        if not rows:
-            raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
+        rows = _groups_after(groups, skip_groups)
         result = train_direct(rows, model, out_path, cfg, echo=_echo,
                               extra_meta={"groups_file": str(groups), "skip_groups": skip_groups})
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
@@ -285,17 +292,15 @@ def unseen(
     @fail_cleanly
     def body() -> None:
         from distill.direct_train import DirectTrainConfig, drawn_groups
-        from distill.msmarco import read_groups, write_groups
+        from distill.msmarco import write_groups
 
-        rows = read_groups(groups)
-        head, rest = rows[:skip_groups], rows[skip_groups:]
-        if not rest:
-            raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
+        rest = _groups_after(groups, skip_groups)
         drawn = set(drawn_groups(len(rest), DirectTrainConfig(max_steps=steps, groups_per_step=groups_per_step,
                                                               seed=seed)))
         left = [g for i, g in enumerate(rest) if i not in drawn]
         write_groups(out_path, left)
-        typer.echo(json.dumps({"groups": len(rows), "skipped": len(head), "drawn": len(drawn), "unseen": len(left)}))
+        typer.echo(json.dumps({"groups": skip_groups + len(rest), "skipped": skip_groups, "drawn": len(drawn),
+                               "unseen": len(left)}))
 
     body()
 
