@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from distill.lora import latest_checkpoint, lora_model, loss_history, step_echo
+from distill.lora import latest_checkpoint, lora_model, loss_history, silenced, step_echo
 from distill.msmarco import Group
 from distill.train import TrainResult
 from rank1.hardware import cpu_dtype_choice
@@ -199,11 +199,8 @@ def drawn_groups(n_groups: int, config: DirectTrainConfig) -> list[int]:
     with tempfile.TemporaryDirectory() as tmp:
         args = training_arguments(config, n_groups, tmp, cuda=False, dtype="float32", save_strategy="no",
                                   logging_steps=10**9)
-        trainer = _Replay(model=stand_in, args=args, train_dataset=list(range(n_groups)),
-                          data_collator=lambda batch: {"index": [int(i) for i in batch]})
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+        trainer = silenced(_Replay(model=stand_in, args=args, train_dataset=list(range(n_groups)),
+                                   data_collator=lambda batch: {"index": [int(i) for i in batch]}))
         trainer.train()
     return drawn
 
@@ -255,11 +252,12 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
             return (loss, {"diff": diff}) if return_outputs else loss
 
     args = training_arguments(config, len(groups), out / "checkpoints", cuda, dtype)
-    trainer = _Trainer(model=model, args=args, train_dataset=_GroupData(groups), data_collator=collator,
-                       callbacks=[step_echo(echo, lambda: f"{pairs_seen[0] / max(timer.seconds, 1e-9):.2f} pairs/s")])
-    from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)
+    def speed() -> str:
+        return f"{pairs_seen[0] / max(timer.seconds, 1e-9):.2f} pairs/s"
+
+    trainer = silenced(_Trainer(model=model, args=args, train_dataset=_GroupData(groups), data_collator=collator,
+                                callbacks=[step_echo(echo, speed)]))
     result.resumed_from = latest_checkpoint(out)
     trainer.train(resume_from_checkpoint=result.resumed_from)
     result.steps = int(trainer.state.global_step)

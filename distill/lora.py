@@ -90,6 +90,15 @@ def loss_history(trainer: Any) -> list[tuple[int, float]]:
     return [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
 
 
+def silenced(trainer: Any) -> Any:
+    """``trainer`` without transformers' ``PrinterCallback`` (its raw log dicts); :func:`step_echo` prints one
+    line per logged step instead. Returns ``trainer``."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def step_echo(echo: Callable[[str], None] | None, suffix: Callable[[], str] | None = None) -> Any:
     """A ``TrainerCallback`` that calls ``echo`` with one line per logged step: step, loss, learning rate and
     ``suffix()`` (e.g. the throughput). NaN losses (steps without a loss) are not echoed."""

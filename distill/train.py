@@ -116,7 +116,7 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
     from trl import SFTConfig, SFTTrainer
 
     from distill.direct_train import train_dtype
-    from distill.lora import latest_checkpoint, lora_model, loss_history, step_echo
+    from distill.lora import latest_checkpoint, lora_model, loss_history, silenced, step_echo
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
     from rank1.progress import Stopwatch
@@ -152,11 +152,8 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         disable_tqdm=True, dataset_num_proc=None,
     )
     result = TrainResult(str(out), rows=len(dataset), config=asdict(config))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(["qid", "docid"]),
-                         processing_class=tokenizer, callbacks=[step_echo(echo)])
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # the loss logger prints one line per step instead
+    trainer = silenced(SFTTrainer(model=model, args=args, train_dataset=dataset.remove_columns(["qid", "docid"]),
+                                  processing_class=tokenizer, callbacks=[step_echo(echo)]))
     result.resumed_from = latest_checkpoint(out) if config.save_steps > 0 else None
     trainer.train(resume_from_checkpoint=result.resumed_from)
     result.steps = int(trainer.state.global_step)

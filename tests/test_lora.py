@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from distill.lora import latest_checkpoint, lora_model, loss_history, step_echo  # noqa: E402
+from distill.lora import latest_checkpoint, lora_model, loss_history, silenced, step_echo  # noqa: E402
 
 
 def _tiny_qwen() -> Any:
@@ -72,3 +72,16 @@ def test_step_echo_loss_history_and_latest_checkpoint(tmp_path: Path) -> None:
     for n in (9, 10, 2):
         (tmp_path / "checkpoints" / f"checkpoint-{n}").mkdir(parents=True)
     assert latest_checkpoint(tmp_path) == str(tmp_path / "checkpoints" / "checkpoint-10")
+
+
+def test_silenced_trainer_drops_the_printer_and_keeps_the_step_echo(tmp_path: Path) -> None:
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", disable_tqdm=True)
+    echo = step_echo(print)
+    trainer = Trainer(model=_tiny_qwen(), args=args, callbacks=[echo])
+    kinds = lambda: [type(c) for c in trainer.callback_handler.callbacks]  # noqa: E731
+    assert PrinterCallback in kinds() and ProgressCallback not in kinds()
+    assert silenced(trainer) is trainer
+    assert PrinterCallback not in kinds() and echo in trainer.callback_handler.callbacks
