@@ -256,6 +256,8 @@ def train_labels(
     init_adapter: Optional[Path] = typer.Option(None, "--init-adapter",
                                                 help="Start from this adapter (same LoRA settings): a new schedule."),
     skip_groups: int = typer.Option(0, "--skip-groups", help="Skip the first N groups (those an earlier phase saw)."),
+    grow: bool = typer.Option(False, "--grow", help="With --init-adapter: more blocks (--layers) than it has; "
+                              "the extra adapters start fresh, so training starts at its model."),
 ) -> None:
     """Train the labels student: the direct-mode score on query groups (listwise + pointwise loss), LoRA."""
 
@@ -266,7 +268,7 @@ def train_labels(
         cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
                                 dtype=dtype, save_steps=save_steps, seed=seed,
-                                init_adapter=str(init_adapter) if init_adapter else None)
+                                init_adapter=str(init_adapter) if init_adapter else None, grow=grow)
         rows = _groups_after(groups, skip_groups)
         result = train_direct(rows, model, out_path, cfg, echo=_echo,
                               extra_meta={"groups_file": str(groups), "skip_groups": skip_groups})

@@ -54,6 +54,8 @@ class DirectTrainConfig:
         init_adapter: Start from this adapter's LoRA weights (a folder with ``adapter_model.safetensors``, e.g. a
             checkpoint of an earlier run with the same LoRA settings) instead of a fresh initialisation: a new
             schedule on top of an earlier phase.
+        grow: With ``init_adapter``: these settings may put adapters on more blocks or layers than it has (same
+            rank); the extra ones start fresh (B = 0), so training starts exactly at ``init_adapter``'s model.
     """
 
     lora_rank: int = 16
@@ -72,6 +74,7 @@ class DirectTrainConfig:
     seed: int = 0
     template: str = "rank1"
     init_adapter: str | None = None
+    grow: bool = False
 
 
 def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
@@ -234,7 +237,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     model, tokenizer = load_model(ref, dtype=dtype, device="cuda" if cuda else "cpu")
     model.config.use_cache = False
     model = lora_model(model, config.lora_rank, config.lora_alpha, config.lora_dropout, config.target_modules,
-                       config.layers, seed=config.seed, init_adapter=config.init_adapter)
+                       config.layers, seed=config.seed, init_adapter=config.init_adapter, grow=config.grow)
     collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
     true_id, false_id = collator.answer_ids
     result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})

@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 
 def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules: str | Sequence[str],
-               layers: int = 0, seed: int | None = None, init_adapter: str | Path | None = None) -> Any:
+               layers: int = 0, seed: int | None = None, init_adapter: str | Path | None = None,
+               grow: bool = False) -> Any:
     """``model`` wrapped by peft with LoRA adapters: fresh ones, or those of ``init_adapter``.
 
     Args:
@@ -28,6 +29,8 @@ def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules
         seed: Seed everything (transformers ``set_seed``) before the LoRA A matrices are drawn, so the same
             seed gives the same adapter (``None``: leave the random state alone).
         init_adapter: An adapter folder whose weights replace the fresh ones (see :func:`load_init_adapter`).
+        grow: With ``init_adapter``: the new settings may cover more blocks or layers than the adapter (same
+            rank); the extra adapters stay fresh (B = 0), so the model starts exactly where the adapter left it.
     """
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
@@ -44,7 +47,7 @@ def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules
                         layers_to_transform=blocks, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     if init_adapter:
-        load_init_adapter(peft_model, init_adapter)
+        load_init_adapter(peft_model, init_adapter, grow=grow)
     return peft_model
 
 
@@ -56,12 +59,18 @@ def _block_linears(model: Any) -> list[str]:
                    if isinstance(module, torch.nn.Linear) and ".layers." in name})
 
 
-def load_init_adapter(model: Any, adapter_dir: str | Path) -> None:
+def load_init_adapter(model: Any, adapter_dir: str | Path, grow: bool = False) -> None:
     """Copy the LoRA weights of ``adapter_dir`` (``adapter_model.safetensors``) into the peft ``model``.
+
+    Args:
+        model: A peft model (:func:`lora_model`).
+        adapter_dir: The adapter folder.
+        grow: Allow model LoRA tensors the adapter does not cover (they keep their fresh values).
 
     Raises:
         ValueError: The adapter's tensors do not fit the model's LoRA settings (rank, modules, blocks): a
-            tensor without a place in the model, or a model LoRA tensor the adapter does not cover.
+            tensor without a place in the model, or (unless ``grow``) a model LoRA tensor the adapter does not
+            cover.
         FileNotFoundError: The folder has no ``adapter_model.safetensors``.
     """
     from peft import set_peft_model_state_dict
@@ -73,7 +82,7 @@ def load_init_adapter(model: Any, adapter_dir: str | Path) -> None:
     state = load_file(str(path))
     result = set_peft_model_state_dict(model, state)
     unexpected = list(result.unexpected_keys)
-    untouched = [k for k in result.missing_keys if "lora_" in k]  # LoRA tensors the adapter has none for
+    untouched = [k for k in result.missing_keys if "lora_" in k and not grow]  # LoRA tensors left fresh
     if unexpected or untouched or not state:
         raise ValueError(f"{adapter_dir}: adapter does not fit these LoRA settings ({len(unexpected)} of its "
                          f"{len(state)} tensors have no place, {len(untouched)} LoRA tensors would stay fresh)")

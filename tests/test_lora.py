@@ -53,6 +53,16 @@ def test_init_adapter_replaces_fresh_weights_and_rejects_a_misfit(tmp_path: Path
         lora_model(_tiny_qwen(), 4, 8, 0.0, "all-linear", layers=2, init_adapter=tmp_path / "adapter")
     with pytest.raises(FileNotFoundError):
         lora_model(_tiny_qwen(), 4, 8, 0.0, "all-linear", init_adapter=tmp_path / "none")
+    grown = lora_model(_tiny_qwen(), 4, 8, 0.0, "all-linear", layers=2, init_adapter=tmp_path / "adapter", grow=True)
+    weights = _lora(grown)
+    assert all(torch.equal(weights[k], saved[k]) for k in saved)  # the adapter's block as trained
+    fresh_b = [k for k in weights if k not in saved and "lora_B" in k]
+    assert fresh_b and all(not weights[k].any() for k in fresh_b)  # the new block: B = 0, no change yet
+    same = lora_model(_tiny_qwen(), 4, 8, 0.0, "all-linear", layers=1, init_adapter=tmp_path / "adapter")
+    ids = torch.tensor([[1, 5, 9, 3]])
+    assert torch.allclose(grown(input_ids=ids).logits, same(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="does not fit"):  # growing never drops the adapter's tensors
+        lora_model(_tiny_qwen(), 4, 8, 0.0, ["q_proj"], layers=1, init_adapter=tmp_path / "adapter", grow=True)
 
 
 def test_step_echo_loss_history_and_latest_checkpoint(tmp_path: Path) -> None:
