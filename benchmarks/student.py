@@ -9,7 +9,8 @@ Not a test. For each model it reranks, in direct mode (or ``--mode``):
 * ``dl19``, ``dl20``: BM25 top ``--depth`` of every judged query (nDCG@10, official qrels).
 * ``nevir``: paired accuracy on the first ``--nevir-pairs`` test pairs.
 
-Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight,
+Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight
+(DL19/DL20 also Judged@10, the judged share of the top 10, and nDCG@10 over judged passages only),
 95% bootstrap confidence intervals of the paired difference to BM25 (queries resampled, 2,000 draws, seed 0),
 pairs/s, and writes ``--out`` after every model/collection. Judgements go through a score store, so an
 interrupted run resumes.
@@ -35,6 +36,8 @@ from rank1.results import reweight
 from rank1.store import ScoreStore, default_store_path
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
+JUDGED_MEASURES = {"judged10_by_fusion_weight": "Judged@10",
+                   "ndcg10_judged_only_by_fusion_weight": "nDCG(judged_only=True)@10"}
 
 
 def msmarco_dev(queries: int, seed: int = 0, held_out: int = 100) -> dict[str, Any]:
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=0, help="DL19/DL20: only the first N judged queries (0: all)")
     ap.add_argument("--nevir-pairs", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
+                    help="vllm: several times faster where the model reasons at length (CPU or GPU)")
     ap.add_argument("--quantize", default=None, choices=["int8"], help="transformers backend: torch dynamic int8 (CPU)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     names = args.collections.split(",")
 
     report: dict[str, Any] = {**header(), "mode": args.mode, "budget": args.budget if args.mode == "reasoning" else 0,
-                              "depth": args.depth, "queries_limit": args.queries, "dev_queries": args.dev_queries, "nevir_pairs": args.nevir_pairs,
+                              "depth": args.depth, "backend": args.backend, "queries_limit": args.queries,
+                              "dev_queries": args.dev_queries, "nevir_pairs": args.nevir_pairs,
                               "models": {}}
     data: dict[str, dict[str, Any]] = {}
     if "msmarco-dev" in names:
@@ -109,9 +115,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with ScoreStore(args.store) as store:
         for spec in args.models:
-            options = {"quantize": args.quantize} if args.quantize else {}
+            options: dict[str, Any] = {"quantize": args.quantize} if args.quantize else {}
+            if args.backend == "vllm":
+                options["max_model_len"] = 1024
             reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
-                                               batch_size=args.batch_size, backend_options=options))
+                                               batch_size=args.batch_size, backend=args.backend,
+                                               backend_options=options))
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
             report["models"][spec] = entry
@@ -144,8 +153,11 @@ def main(argv: list[str] | None = None) -> None:
                     if w is not None:
                         row["ndcg10_fused"] = row["ndcg10_by_fusion_weight"][str(w)]
                         row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(per_query(fused[str(w)], qrels), bm25)
+                    if name != "msmarco-dev":  # deep candidates bring unjudged passages into the top 10
+                        for key, measure in JUDGED_MEASURES.items():  # by fusion weight, as nDCG@10
+                            row[key] = {k: round(evaluate(r, qrels, [measure])[measure], 4) for k, r in fused.items()}
                 entry["collections"][name] = row
-                print(spec, name, {k: v for k, v in row.items() if k != "ndcg10_by_fusion_weight"}, flush=True)
+                print(spec, name, {k: v for k, v in row.items() if not k.endswith("_by_fusion_weight")}, flush=True)
                 write_json(args.out, report)
             reranker.close()
 
