@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                     help="vllm: several times faster where the model reasons at length (CPU or GPU)")
     ap.add_argument("--quantize", default=None, choices=["int8"], help="transformers backend: torch dynamic int8 (CPU)")
+    ap.add_argument("--fusion-weight", type=float, default=None, choices=WEIGHTS,
+                    help="without msmarco-dev: the fusion weight an earlier run chose there (recorded as given)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
                                                backend_options=options))
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
+            if args.fusion_weight is not None and "msmarco-dev" not in data:
+                entry["fusion_weight"] = args.fusion_weight
+                entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
             for name, c in data.items():
                 start = time.perf_counter()
