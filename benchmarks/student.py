@@ -36,7 +36,8 @@ from rank1.results import reweight
 from rank1.store import ScoreStore, default_store_path
 
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
-JUDGED_MEASURES = {"judged10_by_fusion_weight": "Judged@10",
+GRID_MEASURES = {"ndcg10_by_fusion_weight": "nDCG@10"}  # per fusion weight, every ranked collection
+JUDGED_MEASURES = {"judged10_by_fusion_weight": "Judged@10",  # DL19/DL20: deep candidates are not all judged
                    "ndcg10_judged_only_by_fusion_weight": "nDCG(judged_only=True)@10"}
 
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                     help="vllm: several times faster where the model reasons at length (CPU or GPU)")
+    ap.add_argument("--max-model-len", type=int, default=1024, help="vllm backend context length")
     ap.add_argument("--quantize", default=None, choices=["int8"], help="transformers backend: torch dynamic int8 (CPU)")
     ap.add_argument("--fusion-weight", type=float, default=None, choices=WEIGHTS,
                     help="without msmarco-dev: the fusion weight an earlier run chose there (recorded as given)")
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     names = args.collections.split(",")
+    if args.fusion_weight is not None and "msmarco-dev" in names:
+        ap.error("--fusion-weight is for runs without msmarco-dev (with it, the weight is chosen there)")
 
     report: dict[str, Any] = {**header(), "mode": args.mode, "budget": args.budget if args.mode == "reasoning" else 0,
                               "depth": args.depth, "backend": args.backend, "queries_limit": args.queries,
@@ -119,13 +123,13 @@ def main(argv: list[str] | None = None) -> None:
         for spec in args.models:
             options: dict[str, Any] = {"quantize": args.quantize} if args.quantize else {}
             if args.backend == "vllm":
-                options["max_model_len"] = 1024
+                options["max_model_len"] = args.max_model_len
             reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
                                                batch_size=args.batch_size, backend=args.backend,
                                                backend_options=options))
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
-            if args.fusion_weight is not None and "msmarco-dev" not in data:
+            if args.fusion_weight is not None:
                 entry["fusion_weight"] = args.fusion_weight
                 entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
@@ -144,8 +148,11 @@ def main(argv: list[str] | None = None) -> None:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
                     fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}
                     row["ndcg10_bm25"] = evaluate(c["run"], qrels, ["nDCG@10"])["nDCG@10"]
-                    row["ndcg10_by_fusion_weight"] = {w: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]
-                                                      for w, r in fused.items()}
+                    measures = GRID_MEASURES if name == "msmarco-dev" else {**GRID_MEASURES, **JUDGED_MEASURES}
+                    values = {w: evaluate(r, qrels, list(measures.values())) for w, r in fused.items()}
+                    for key, measure in measures.items():
+                        digits = 4 if key in JUDGED_MEASURES else None
+                        row[key] = {w: round(v[measure], digits) if digits else v[measure] for w, v in values.items()}
                     row["ndcg10"] = row["ndcg10_by_fusion_weight"]["0.0"]
                     row["ndcg10_ci95_vs_bm25"] = bootstrap_ci(per_query(fused["0.0"], qrels), bm25)
                     if name == "msmarco-dev":
@@ -158,9 +165,6 @@ def main(argv: list[str] | None = None) -> None:
                     if w is not None:
                         row["ndcg10_fused"] = row["ndcg10_by_fusion_weight"][str(w)]
                         row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(per_query(fused[str(w)], qrels), bm25)
-                    if name != "msmarco-dev":  # deep candidates bring unjudged passages into the top 10
-                        for key, measure in JUDGED_MEASURES.items():  # by fusion weight, as nDCG@10
-                            row[key] = {k: round(evaluate(r, qrels, [measure])[measure], 4) for k, r in fused.items()}
                 entry["collections"][name] = row
                 print(spec, name, {k: v for k, v in row.items() if not k.endswith("_by_fusion_weight")}, flush=True)
                 write_json(args.out, report)
