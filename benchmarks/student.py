@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                 options["max_model_len"] = args.max_model_len
             reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
                                                batch_size=args.batch_size, backend=args.backend,
-                                               backend_options=options))
+                                               backend_options=options), load=False)  # loads on a missing pair
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
             if args.fusion_weight is not None:

@@ -147,8 +147,9 @@ def rerank_files(
 ) -> RerankResult:
     """Rerank a run file and write the new run (and traces). See :func:`load_inputs` for the inputs.
 
-    Options are checked first, then every input is read and checked, then the model is loaded, so bad
-    input fails fast. The outputs are written atomically at the end: complete, or absent.
+    Options are checked first, then every input is read and checked, then the model is loaded (with a
+    ``cache``: only if a pair is missing from it), so bad input fails fast. The outputs are written atomically
+    at the end: complete, or absent.
 
     Args:
         cache: A score store file (:class:`rank1.store.ScoreStore`): stored judgements are reused and new
@@ -163,7 +164,9 @@ def rerank_files(
     check_inputs(inputs, run or candidates, depth, corpus, topics, candidates=candidates is not None)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ScoreStore(cache)) if cache is not None else None
-        reranker = Reranker(config, load=engine is None or engine.in_process)
+        # Without a cache the model loads now, so that a bad model fails before any judging; with one it loads
+        # on the first pair the cache lacks, so a job whose every pair is stored never starts an engine.
+        reranker = Reranker(config, load=(engine is None or engine.in_process) and store is None)
         result = reranker.rerank_run(inputs.run, inputs.corpus, inputs.topics, depth=depth, progress=progress,
                                      store=store, chunk_size=chunk_size, engine=engine)
     write_outputs(result, out, traces, tag)

@@ -110,3 +110,24 @@ def test_same_inputs_give_byte_identical_outputs(job: Job, tmp_path: Path, monke
     assert out.read_bytes() == job.reference.read_bytes()
     assert out.with_suffix(".jsonl").read_bytes() == job.reference.with_suffix(".jsonl").read_bytes()
     assert not default_cache.exists()  # --no-cache: not even the default cache is opened
+
+
+def test_a_fully_cached_job_never_loads_the_model(job: Job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pair in the cache: the job writes the reference outputs without creating a backend (for vLLM,
+    minutes of engine start-up saved)."""
+    from typer.testing import CliRunner
+
+    import rank1.reranker
+    from rank1.cli import app
+
+    def no_backend(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded although every pair was cached")
+
+    cache, out = tmp_path / "full.sqlite", tmp_path / "cached.trec"
+    cache.write_bytes((job.dir / "reference.sqlite").read_bytes())
+    monkeypatch.setattr(rank1.reranker, "create_backend", no_backend)
+    done = CliRunner().invoke(app, job.argv(out, cache)[3:])
+    assert done.exit_code == 0, done.output
+    assert SUMMARY.search(done.output).groups() == (str(job.pairs), str(job.pairs), "0")  # type: ignore[union-attr]
+    assert out.read_bytes() == job.reference.read_bytes()
+    assert out.with_suffix(".jsonl").read_bytes() == job.reference.with_suffix(".jsonl").read_bytes()
