@@ -12,8 +12,10 @@ Not a test. For each model it reranks, in direct mode (or ``--mode``):
 Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight
 (DL19/DL20 also Judged@10, the judged share of the top 10, and nDCG@10 over judged passages only),
 95% bootstrap confidence intervals of the paired difference to BM25 (queries resampled, 2,000 draws, seed 0),
-pairs/s, and writes ``--out`` after every model/collection. Judgements go through a score store, so an
-interrupted run resumes.
+pairs/s, and writes ``--out`` after every model/collection. With two or more ``--models``, a ``paired``
+section compares each with the first: per collection and fusion weight (0: alone), the mean nDCG@10
+difference and its 95% paired bootstrap interval. Judgements go through a score store, so an interrupted run
+resumes, and a run whose judgements are all stored never loads a model.
 
 Example::
 
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         data["nevir"] = {"run": {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)},
                          "corpus": corpus, "topics": topics, "pairs": pairs, "depth": 2}
 
+    per_q: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # model -> collection -> weight -> qid -> nDCG@10
     with ScoreStore(args.store) as store:
         for spec in args.models:
             options: dict[str, Any] = {"quantize": args.quantize} if args.quantize else {}
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
                     fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}
+                    per_q.setdefault(spec, {})[name] = {w: per_query(r, c["qrels"]) for w, r in fused.items()}
                     row["ndcg10_bm25"] = evaluate(c["run"], qrels, ["nDCG@10"])["nDCG@10"]
                     measures = GRID_MEASURES if name == "msmarco-dev" else {**GRID_MEASURES, **JUDGED_MEASURES}
                     values = {w: evaluate(r, qrels, list(measures.values())) for w, r in fused.items()}
@@ -169,6 +173,21 @@ def main(argv: list[str] | None = None) -> None:
                 print(spec, name, {k: v for k, v in row.items() if not k.endswith("_by_fusion_weight")}, flush=True)
                 write_json(args.out, report)
             reranker.close()
+    if len(args.models) > 1:
+        report["paired"] = paired(args.models, per_q)
+        write_json(args.out, report)
+
+
+def paired(models: list[str], per_q: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, Any]:
+    """Each model after the first against the first, per ranked collection and fusion weight (0: alone): mean
+    nDCG@10 difference and its 95% paired bootstrap interval over queries."""
+    first, out = models[0], {}
+    for spec in models[1:]:
+        out[f"{spec} - {first}"] = {
+            name: {str(w): {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
+                   for w in WEIGHTS for a, b in [(per_q[spec][name][str(w)], per_q[first][name][str(w)])]}
+            for name in per_q.get(first, {}) if name in per_q.get(spec, {})}
+    return out
 
 
 if __name__ == "__main__":

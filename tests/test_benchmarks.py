@@ -102,3 +102,19 @@ def test_fusion_script(run_script) -> None:
     assert families["p+minmax"]["ci95_vs_rank1_blend"] == [0.0, 0.0]
     assert all(row["ndcg10"] == max(row["ndcg10_by_setting"].values()) for row in families.values())
     assert 0.0 <= report["ndcg10_model_alone"] <= 1.0 and "2 held-out queries" in report["collection"]
+
+
+def test_student_paired_section() -> None:
+    """``paired``: per collection and weight, the mean per-query difference to the first model, inside its
+    bootstrap interval; a weight where both runs agree gives 0 and [0, 0]."""
+    from benchmarks.student import WEIGHTS, paired
+
+    base = {str(w): {"q1": 0.2, "q2": 0.5, "q3": 0.1} for w in WEIGHTS}
+    better = {str(w): {"q1": 0.4, "q2": 0.5, "q3": 0.4} for w in WEIGHTS}
+    better["1.0"] = dict(base["1.0"])
+    out = paired(["a", "b"], {"a": {"dev": base}, "b": {"dev": better, "dl19": base}})
+    assert list(out) == ["b - a"] and list(out["b - a"]) == ["dev"]  # dl19: only one model has it
+    row = out["b - a"]["dev"]
+    assert row["0.0"]["diff"] == round((0.2 + 0.0 + 0.3) / 3, 4)
+    assert row["0.0"]["ci95"][0] <= row["0.0"]["diff"] <= row["0.0"]["ci95"][1]
+    assert row["1.0"] == {"diff": 0.0, "ci95": [0.0, 0.0]}
