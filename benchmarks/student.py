@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
                     fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}
-                    per_q.setdefault(spec, {})[name] = {w: per_query(r, c["qrels"]) for w, r in fused.items()}
+                    by_query = per_q.setdefault(spec, {})[name] = {w: per_query(r, qrels) for w, r in fused.items()}
                     row["ndcg10_bm25"] = evaluate(c["run"], qrels, ["nDCG@10"])["nDCG@10"]
                     measures = GRID_MEASURES if name == "msmarco-dev" else {**GRID_MEASURES, **JUDGED_MEASURES}
                     values = {w: evaluate(r, qrels, list(measures.values())) for w, r in fused.items()}
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                         digits = 4 if key in JUDGED_MEASURES else None
                         row[key] = {w: round(v[measure], digits) if digits else v[measure] for w, v in values.items()}
                     row["ndcg10"] = row["ndcg10_by_fusion_weight"]["0.0"]
-                    row["ndcg10_ci95_vs_bm25"] = bootstrap_ci(per_query(fused["0.0"], qrels), bm25)
+                    row["ndcg10_ci95_vs_bm25"] = bootstrap_ci(by_query["0.0"], bm25)
                     if name == "msmarco-dev":
                         row["mrr10_bm25"] = evaluate(c["run"], qrels, ["RR@10"])["RR@10"]
                         row["mrr10"] = evaluate(fused["0.0"], qrels, ["RR@10"])["RR@10"]
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                     w = entry.get("fusion_weight")
                     if w is not None:
                         row["ndcg10_fused"] = row["ndcg10_by_fusion_weight"][str(w)]
-                        row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(per_query(fused[str(w)], qrels), bm25)
+                        row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(by_query[str(w)], bm25)
                 entry["collections"][name] = row
                 print(spec, name, {k: v for k, v in row.items() if not k.endswith("_by_fusion_weight")}, flush=True)
                 write_json(args.out, report)
