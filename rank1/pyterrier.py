@@ -40,8 +40,9 @@ class Rank1Reranker(pt.Transformer):
     """Re-scores a PyTerrier result frame with a rank1 :class:`~rank1.reranker.Reranker`.
 
     Args:
-        reranker: A loaded reranker; ``None`` makes one from ``settings``. With both, the settings are
-            applied with :meth:`Reranker.replace` (the loaded model is shared).
+        reranker: A reranker (loaded or not); ``None`` makes one from ``settings``, which loads its model at
+            once without a ``store`` and on first use with one (a fully stored experiment never loads it).
+            With both, the settings are applied with :meth:`Reranker.replace` (the model is shared).
         depth: Rerank the top ``depth`` documents of each query (by the first-stage score); the rest keep
             their order below, with scores -1, -2, ... as in :meth:`Reranker.rerank_run`. ``None``: all.
         store: Score store: a :class:`~rank1.store.ScoreStore`, a file path, ``True`` for the default
@@ -56,7 +57,7 @@ class Rank1Reranker(pt.Transformer):
                  store: ScoreStore | str | Path | bool | None = None, reasoning: bool = False,
                  text_field: str = "text", progress: bool = False, **settings: Any) -> None:
         if reranker is None:
-            reranker = Reranker(**settings)
+            reranker = Reranker(load=store is None or store is False, **settings)
         elif settings:
             reranker = reranker.replace(**settings)
         if depth is not None and depth < 1:

@@ -97,6 +97,29 @@ def test_fusion_depth_rank_only_input_and_reasoning_column(reranker: Any, dl19: 
     store.close()
 
 
+def test_a_fully_stored_experiment_never_loads_the_model(reranker: Any, smollm2_ref: Any, dl19: dict[str, Any],
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from settings with a store that holds every pair, the transformer answers from the store without
+    creating a backend, with the scores of ``rerank_run``."""
+    import rank1.reranker
+
+    path = tmp_path / "full.sqlite"
+    with ScoreStore(path) as store:  # filled by the loaded fixture
+        expected = reranker.rerank_run(dl19["run"], dl19["corpus"], dl19["topics"], depth=DEPTH, progress=False,
+                                       store=store).scores()
+
+    def no_backend(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded although every pair was stored")
+
+    monkeypatch.setattr(rank1.reranker, "create_backend", no_backend)
+    rank1 = Rank1Reranker(store=path, model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent),
+                          mode="direct", fusion_weight=0.0)
+    assert not rank1.reranker.loaded
+    frame = rank1(dl19["bm25"])
+    assert [expected[q][d] for q, d in zip(frame["qid"], frame["docno"])] == list(frame["score"])
+    assert not rank1.reranker.loaded
+
+
 def test_bad_frames_fail_with_a_clear_error(reranker: Any, dl19: dict[str, Any]) -> None:
     rank1 = Rank1Reranker(reranker)
     empty = rank1(dl19["bm25"].iloc[:0])
