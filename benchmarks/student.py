@@ -14,8 +14,10 @@ Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM2
 95% bootstrap confidence intervals of the paired difference to BM25 (queries resampled, 2,000 draws, seed 0),
 pairs/s, and writes ``--out`` after every model/collection. With two or more ``--models``, a ``paired``
 section compares each with the first: per collection and fusion weight (0: alone), the mean nDCG@10
-difference and its 95% paired bootstrap interval. Judgements go through a score store, so an interrupted run
-resumes, and a run whose judgements are all stored never loads a model.
+difference and its 95% paired bootstrap interval; ``paired_at_own_weights`` compares each at its own weight
+(chosen on msmarco-dev, or given per model with ``--fusion-weight W1 W2 ...``): two defaults against each
+other. Judgements go through a score store, so an interrupted run resumes, and a run whose judgements are
+all stored never loads a model.
 
 Example::
 
@@ -94,14 +96,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="vllm: several times faster where the model reasons at length (CPU or GPU)")
     ap.add_argument("--max-model-len", type=int, default=1024, help="vllm backend context length")
     ap.add_argument("--quantize", default=None, choices=["int8"], help="transformers backend: torch dynamic int8 (CPU)")
-    ap.add_argument("--fusion-weight", type=float, default=None, choices=WEIGHTS,
-                    help="without msmarco-dev: the fusion weight an earlier run chose there (recorded as given)")
+    ap.add_argument("--fusion-weight", type=float, nargs="+", default=None, choices=WEIGHTS,
+                    help="without msmarco-dev: the fusion weight an earlier run chose there (recorded as given); "
+                         "one for every model, or one per model")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     names = args.collections.split(",")
     if args.fusion_weight is not None and "msmarco-dev" in names:
         ap.error("--fusion-weight is for runs without msmarco-dev (with it, the weight is chosen there)")
+    if args.fusion_weight is not None and len(args.fusion_weight) not in (1, len(args.models)):
+        ap.error("--fusion-weight takes one weight, or one per model")
 
     report: dict[str, Any] = {**header(), "mode": args.mode, "budget": args.budget if args.mode == "reasoning" else 0,
                               "depth": args.depth, "backend": args.backend, "queries_limit": args.queries,
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     per_q: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # model -> collection -> weight -> qid -> nDCG@10
     with ScoreStore(args.store) as store:
-        for spec in args.models:
+        for i, spec in enumerate(args.models):
             options: dict[str, Any] = {"quantize": args.quantize} if args.quantize else {}
             if args.backend == "vllm":
                 options["max_model_len"] = args.max_model_len
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
             if args.fusion_weight is not None:
-                entry["fusion_weight"] = args.fusion_weight
+                entry["fusion_weight"] = args.fusion_weight[i if len(args.fusion_weight) > 1 else 0]
                 entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
             for name, c in data.items():
@@ -175,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             reranker.close()
     if len(args.models) > 1:
         report["paired"] = paired(args.models, per_q)
+        report["paired_at_own_weights"] = paired_at_own_weights(
+            args.models, per_q, {s: e.get("fusion_weight") for s, e in report["models"].items()})
         write_json(args.out, report)
 
 
@@ -187,6 +194,23 @@ def paired(models: list[str], per_q: dict[str, dict[str, dict[str, dict[str, flo
             name: {str(w): {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
                    for w in WEIGHTS for a, b in [(per_q[spec][name][str(w)], per_q[first][name][str(w)])]}
             for name in per_q.get(first, {}) if name in per_q.get(spec, {})}
+    return out
+
+
+
+def paired_at_own_weights(models: list[str], per_q: dict[str, dict[str, dict[str, dict[str, float]]]],
+                          weights: dict[str, float | None]) -> dict[str, Any]:
+    """Each model after the first against the first, each at its own fusion weight (chosen on msmarco-dev or
+    given): the comparison of two defaults. Mean nDCG@10 difference and 95% paired bootstrap interval."""
+    first, out = models[0], {}
+    for spec in models[1:]:
+        if weights.get(spec) is None or weights.get(first) is None:
+            continue
+        ws, wf = str(weights[spec]), str(weights[first])
+        out[f"{spec} (w={ws}) - {first} (w={wf})"] = {
+            name: {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
+            for name in per_q.get(first, {}) if name in per_q.get(spec, {})
+            for a, b in [(per_q[spec][name][ws], per_q[first][name][wf])]}
     return out
 
 

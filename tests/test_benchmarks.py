@@ -118,3 +118,19 @@ def test_student_paired_section() -> None:
     assert row["0.0"]["diff"] == round((0.2 + 0.0 + 0.3) / 3, 4)
     assert row["0.0"]["ci95"][0] <= row["0.0"]["diff"] <= row["0.0"]["ci95"][1]
     assert row["1.0"] == {"diff": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_student_paired_at_own_weights() -> None:
+    """``paired_at_own_weights``: each model at its own fusion weight against the first at its own; a model
+    without a weight is left out."""
+    from benchmarks.student import WEIGHTS, paired_at_own_weights
+
+    first = {str(w): {"q1": 0.2, "q2": 0.5} for w in WEIGHTS}
+    first["0.4"] = {"q1": 0.3, "q2": 0.6}
+    second = {str(w): {"q1": 0.0, "q2": 0.0} for w in WEIGHTS}
+    second["0.0"] = {"q1": 0.5, "q2": 0.9}
+    per_q = {"a": {"dl20": first}, "b": {"dl20": second}, "c": {"dl20": second}}
+    out = paired_at_own_weights(["a", "b", "c"], per_q, {"a": 0.4, "b": 0.0, "c": None})
+    assert list(out) == ["b (w=0.0) - a (w=0.4)"]
+    row = out["b (w=0.0) - a (w=0.4)"]["dl20"]
+    assert row["diff"] == round((0.2 + 0.3) / 2, 4) and row["ci95"][0] <= row["diff"] <= row["ci95"][1]
