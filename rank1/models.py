@@ -23,9 +23,9 @@ from rank1.students import STUDENTS, Student, resolve_student
 
 BASE_MODEL = "qwen2.5-coder-0.5b"
 """The embedded base model that students are trained from."""
-DEFAULT_MODEL = "rank1-0.5b-labels"
-"""What ``rank1`` uses when no model is given: the labels student (base + shipped adapter, direct mode, fused
-with BM25 at its dev-chosen weight; see ``rank1/data/students/rank1-0.5b-labels/README.md``)."""
+DEFAULT_MODEL = "rank1-0.5b-labels-v3"
+"""What ``rank1`` uses when no model is given: the labels student (base + shipped adapter, direct mode, at its
+dev-chosen fusion weight with BM25; see ``rank1/data/students/rank1-0.5b-labels-v3/README.md``)."""
 CACHE_ENV = "RANK1_CACHE_DIR"
 MANIFEST = "rank1-manifest.json"
 GGUF_INDEX = "gguf-index.json"

@@ -64,9 +64,15 @@ class Student:
 
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
+    Student("rank1-0.5b-labels-v3", base="qwen2.5-coder-0.5b", size=17_640_808,
+            sha256="7feb1cf2e09f25aa90bd568ad386d30a4b804ba52bbbb0dbc5df65813a95ed6d",
+            description="labels student, LoRA on all 24 blocks, direct mode alone (dev-chosen w=0); MS MARCO, "
+                        "third round; see its card",
+            mode="direct", fusion_weight=0.0, explainer="rank1-0.5b-reasoning"),
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="7ea50f73ff37d076967abbcca3953014fde40c9451ca4256c7588ed5763bc5b5",
-            description="labels student, direct mode fused with BM25 (w=0.4); MS MARCO, second round; see its card",
+            description="labels student (top 8 blocks), direct mode fused with BM25 (w=0.4); MS MARCO, second "
+                        "round, the default before v3; see its card",
             mode="direct", fusion_weight=0.4, explainer="rank1-0.5b-reasoning"),
     Student("rank1-0.5b-reasoning", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="76234dc41a031d4659464d165341944957ab89f9611eb6fc2d235a8309ea164b",

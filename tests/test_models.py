@@ -59,7 +59,7 @@ def test_import_does_not_load_torch() -> None:
 
 
 def test_registry() -> None:
-    assert DEFAULT_MODEL == "rank1-0.5b-labels" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
+    assert DEFAULT_MODEL == "rank1-0.5b-labels-v3" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
     from rank1.students import explainer_for, verify
 
     explainer = explainer_for(DEFAULT_MODEL)  # the default judges in direct mode; a shipped student reasons
