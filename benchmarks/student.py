@@ -185,17 +185,21 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.out, report)
 
 
+def paired_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    """Mean per-query difference ``a - b`` (over ``b``'s queries) and its 95% paired bootstrap interval."""
+    return {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
+
+
 def paired(models: list[str], per_q: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, Any]:
     """Each model after the first against the first, per ranked collection and fusion weight (0: alone): mean
     nDCG@10 difference and its 95% paired bootstrap interval over queries."""
     first, out = models[0], {}
     for spec in models[1:]:
         out[f"{spec} - {first}"] = {
-            name: {str(w): {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
+            name: {str(w): paired_diff(a, b)
                    for w in WEIGHTS for a, b in [(per_q[spec][name][str(w)], per_q[first][name][str(w)])]}
             for name in per_q.get(first, {}) if name in per_q.get(spec, {})}
     return out
-
 
 
 def paired_at_own_weights(models: list[str], per_q: dict[str, dict[str, dict[str, dict[str, float]]]],
@@ -208,7 +212,7 @@ def paired_at_own_weights(models: list[str], per_q: dict[str, dict[str, dict[str
             continue
         ws, wf = str(weights[spec]), str(weights[first])
         out[f"{spec} (w={ws}) - {first} (w={wf})"] = {
-            name: {"diff": round(sum(a[q] - b[q] for q in b) / len(b), 4), "ci95": bootstrap_ci(a, b)}
+            name: paired_diff(a, b)
             for name in per_q.get(first, {}) if name in per_q.get(spec, {})
             for a, b in [(per_q[spec][name][ws], per_q[first][name][wf])]}
     return out
