@@ -84,13 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-batch-pairs", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--dtype", default="auto", help="model dtype (auto: by the CPU, see rank1.hardware)")
     ap.add_argument("--out", default=str(RESULTS / "serve.json"))
     args = ap.parse_args(argv)
 
     requests = requests_of(args.queries, args.depth, args.docs_per_request)
     pairs = [(q, d) for q, docs in requests for d in docs]
     reranker = Reranker(RerankerConfig(model=args.model, mode=args.mode, budget=args.budget,
-                                       batch_size=args.batch_size))
+                                       batch_size=args.batch_size, backend_options={"dtype": args.dtype}))
     reranker.score(pairs[: args.batch_size])  # warm-up
     report: dict[str, Any] = {
         **header(), **reranker.meta, "pairs": len(pairs), "requests": len(requests),

@@ -21,14 +21,17 @@ from rank1.hardware import cpu_dtype_choice
 from rank1.backends.vllm import VLLMOptions
 
 CPU_DTYPE = cpu_dtype_choice().dtype
+ANSWERS = "answers=float32 " if CPU_DTYPE != "float32" else ""  # bfloat16 models read their answers in float32
 ENGINE_DEFAULTS = {
-    "transformers": f"transformers device=cpu dtype={CPU_DTYPE} trust_remote_code=False",
-    "vllm": f"vllm answer_in_round=True dtype={CPU_DTYPE} enable_prefix_caching=True gpu_memory_utilization=0.9 "
-            "tensor_parallel_size=1 trust_remote_code=False",
+    "transformers": f"transformers {ANSWERS}device=cpu dtype={CPU_DTYPE} trust_remote_code=False",
+    "vllm": f"vllm answer_in_round=True {ANSWERS}dtype={CPU_DTYPE} enable_prefix_caching=True "
+            "gpu_memory_utilization=0.9 tensor_parallel_size=1 trust_remote_code=False",
 }
 """The engine part of score-store keys with every option at its default: stored scores are found by it, so
 it must not change when the code does (a change would silently re-judge every stored pair). ``dtype="auto"``
-appears resolved for this machine (:mod:`rank1.hardware`): a bfloat16 judgement is never read as float32."""
+appears resolved for this machine (:mod:`rank1.hardware`): a bfloat16 judgement is never read as float32;
+``answers=float32`` marks bfloat16 judgements whose answer logits were read in float32 (rank1.backends.head), so
+the coarse ones stored before that are judged again."""
 
 
 @pytest.fixture
@@ -54,7 +57,8 @@ def test_the_engine_string_names_given_options(local_model: str) -> None:
 
     hf = Reranker(model=local_model, mode="direct", backend_options={"dtype": "auto", "device": "cpu",
                                                                      "quantize": "4bit"}, load=False)
-    assert hf.store_settings.engine == f"transformers device=cpu dtype={CPU_DTYPE} quantize=4bit trust_remote_code=False"
+    assert hf.store_settings.engine == (f"transformers {ANSWERS}device=cpu dtype={CPU_DTYPE} quantize=4bit "
+                                        "trust_remote_code=False")
     vl = Reranker(model=local_model, backend="vllm", mode="direct", backend_options={"max_model_len": 512,
                                                                                     "block_size": None}, load=False)
     assert vl.store_settings.engine == ENGINE_DEFAULTS["vllm"].replace(" tensor", " max_model_len=512 tensor")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rank1.hardware import cpu_dtype_choice
+
 from rank1 import models
 from rank1.backends.transformers import load_model
 from rank1.students import STUDENTS
@@ -251,7 +253,7 @@ def test_smollm2_converted_and_loaded(smollm2_ref: ModelRef) -> None:
     assert (directory / "model.safetensors").is_file() and (directory / MANIFEST).is_file()
     assert not [p for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".gguf")]
     model, tokenizer = load_model(smollm2_ref)
-    assert model.dtype == torch.float32 and not model.training
+    assert model.dtype == getattr(torch, cpu_dtype_choice().dtype) and not model.training  # dtype "auto"
     assert tokenizer.encode(" true", add_special_tokens=False) == [2629]
     assert tokenizer.encode(" false", add_special_tokens=False) == [7065]
     assert tokenizer.chat_template and tokenizer.pad_token_id is not None

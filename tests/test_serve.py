@@ -42,11 +42,12 @@ LIMITS = {"max_documents": 6, "max_body_bytes": 16_384, "max_query_chars": 200}
 
 @pytest.fixture(scope="module")
 def reranker(smollm2_ref: Any) -> Any:
-    """smollm2-135m in direct mode (the server's default settings); reasoning is asked for per request."""
+    """smollm2-135m in direct mode (the server's default settings); reasoning is asked for per request.
+    float32 on every CPU: the batching tests compare scores of one pair judged in different batches."""
     from rank1.reranker import Reranker
 
     return Reranker(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), mode="direct",
-                    batch_size=8, budget=16, adaptive_top=1)
+                    batch_size=8, budget=16, adaptive_top=1, backend_options={"dtype": "float32"})
 
 
 @pytest.fixture(scope="module")
@@ -406,7 +407,8 @@ def test_benchmark_script_runs(smollm2_ref: Any, tmp_path: Path) -> None:
     env = {**os.environ, "RANK1_CACHE_DIR": str(Path(smollm2_ref.path).parent),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     done = subprocess.run([sys.executable, "-m", "benchmarks.serve", "--model", "smollm2-135m", "--queries", "1",
-                           "--depth", "4", "--docs-per-request", "2", "--clients", "1", "2", "--out", str(out)],
+                           "--depth", "4", "--docs-per-request", "2", "--clients", "1", "2", "--dtype", "float32",
+                           "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())

@@ -237,7 +237,8 @@ def test_labels_student_recipe_prepare_train_killed_resumed_export_rerank(tmp_pa
         assert ref.source == "student" and (Path(ref.path) / "README.md").read_text() == "# tiny student\n"
         assert resolve_model("tiny-student", cache_dir=cache).fingerprint == ref.fingerprint  # cached, same
         pairs = [("why do tides happen", "The Moon's gravity pulls the oceans."), ("why do tides happen", "Coffee.")]
-        merged = Reranker(model="tiny-student", cache_dir=str(cache), mode="direct").score(pairs)
+        merged = Reranker(model="tiny-student", cache_dir=str(cache), mode="direct",
+                          backend_options={"dtype": "float32"}).score(pairs)
         _assert_merged_equals_adapter(smollm2_ref, shelf / "tiny-student", pairs, [j.score for j in merged])
         mp.setitem(students.STUDENTS, entry.name, students.Student("tiny-student", "smollm2-135m", info["size"], "0" * 64))
         with pytest.raises(ModelError, match="adapter checksum mismatch"):
@@ -256,7 +257,7 @@ def _assert_merged_equals_adapter(base_ref, adapter_dir: Path, pairs: list[tuple
     from rank1.prompts import get_template
     from rank1.scoring import answer_token_ids, p_true
 
-    model, tokenizer = load_model(base_ref)
+    model, tokenizer = load_model(base_ref, dtype="float32")
     model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
     builder, settings = PromptBuilder(get_template("rank1"), tokenizer), JudgeSettings(mode="direct")
     t, f = answer_token_ids(tokenizer, settings.answers)

@@ -92,6 +92,16 @@ def cpu_env() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
+def reranker():
+    """The default embedded model in direct mode, float32 on every CPU: the parity tests compare two engines
+    whose bfloat16 kernels add in different orders (the bfloat16 path has its own test below)."""
+    from rank1.models import BASE_MODEL
+    from rank1.reranker import Reranker
+
+    return Reranker(model=BASE_MODEL, mode="direct", batch_size=4, backend_options={"dtype": "float32"})
+
+
+@pytest.fixture(scope="module")
 def vllm_backend(cpu_env: None):
     """The default embedded model in a vLLM engine (float32 on CPU, as the transformers backend)."""
     from rank1.backends.vllm import VLLMBackend, import_vllm
@@ -102,7 +112,7 @@ def vllm_backend(cpu_env: None):
     except ModelError as err:
         pytest.skip(str(err))
     start = time.perf_counter()
-    backend = VLLMBackend(resolve_model("qwen2.5-coder-0.5b"), max_model_len=MAX_MODEL_LEN)
+    backend = VLLMBackend(resolve_model("qwen2.5-coder-0.5b"), max_model_len=MAX_MODEL_LEN, dtype="float32")
     print(f"\nvLLM engine start-up: {time.perf_counter() - start:.1f} s")
     yield backend
     backend.close()
@@ -247,3 +257,24 @@ def test_rerank_command_with_the_vllm_backend(tmp_path: Path, cpu_env: None) -> 
     lines = out.read_text().splitlines()
     assert sorted(line.split()[2] for line in lines) == ["sky-1", "sky-2", "sky-4"]
     assert all('"backend": "vllm"' in line for line in traces.read_text().splitlines())
+
+
+@slow
+@needs_vllm
+def test_bfloat16_engine_reads_float32_answers(cpu_env: None, smollm2_ref, pairs) -> None:
+    """A bfloat16 engine runs its output layer in float32 (vLLM's ``head_dtype``): continuous scores, close to the
+    transformers backend's bfloat16 ones (rank1.backends.head). smollm2-135m keeps the second engine small."""
+    from rank1.backends.vllm import VLLMBackend
+    from rank1.reranker import Reranker
+
+    backend = VLLMBackend(smollm2_ref, max_model_len=512, dtype="bfloat16")
+    try:
+        config = {"model": smollm2_ref.name, "cache_dir": str(Path(smollm2_ref.path).parent), "mode": "direct"}
+        hf = Reranker(**config, backend_options={"dtype": "bfloat16"})
+        head = backend.llm.llm_engine.model_config.head_dtype
+        vl = Reranker.from_backend(backend, hf.config, backend="vllm")
+        a, b = [j.score for j in hf.score(pairs)], [j.score for j in vl.score(pairs)]
+    finally:
+        backend.close()
+    assert str(head) == "torch.float32"
+    assert len(set(b)) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 0.02, list(zip(a, b))

@@ -51,11 +51,19 @@ class BackendOptions:
         reason = cpu_dtype_choice().reason if self.on_cpu() else "GPU"
         return f"{self.resolved_dtype()} (auto: {reason})"
 
+    def float32_answers(self) -> bool:
+        """Whether the answer logits are computed in float32 though the model runs in a lower precision (the
+        output layer's answer rows in float32: :mod:`rank1.backends.head`); by default wherever the dtype is
+        not float32."""
+        return self.resolved_dtype() != "float32"
+
     def key_items(self) -> dict[str, Any]:
         """The options as they decide judgements, for score-store keys: every option but :attr:`NEUTRAL`,
-        ``dtype`` resolved (so that a store filled on a bfloat16 machine is not read as float32 elsewhere)."""
+        ``dtype`` resolved (so that a store filled on a bfloat16 machine is not read as float32 elsewhere), and
+        ``answers=float32`` where :meth:`float32_answers` (bfloat16 judgements stored before it are not reused)."""
         items = {k: v for k, v in asdict(self).items() if k not in self.NEUTRAL}
-        return {**items, "dtype": self.resolved_dtype()}
+        precision = {"answers": "float32"} if self.float32_answers() else {}
+        return {**items, "dtype": self.resolved_dtype(), **precision}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.head import Float32Answers
 from rank1.backends.options import BackendOptions
 from rank1.backends.prefix import plan_shared
 from rank1.models import ModelError, ModelRef, resolve_model
@@ -65,6 +66,10 @@ class TransformersOptions(BackendOptions):
     def resolved_dtype(self) -> str:
         """``dtype`` with ``"auto"`` resolved for the device (float32 under int8)."""
         return "float32" if self.quantize == "int8" else super().resolved_dtype()
+
+    def float32_answers(self) -> bool:
+        """A bfloat16/float16 model reads its answers in float32 (int8 runs in float32 already)."""
+        return self.quantize != "int8" and super().float32_answers()
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
@@ -181,6 +186,17 @@ class TransformersBackend(BaseBackend):
         tokenizer.padding_side = "left"
         super().__init__(tokenizer, model.fingerprint)
         self.device = self.model.device
+        self.answers = Float32Answers(self.model)  # answer logits in float32 when the model runs in bf16/fp16
+
+    def close(self) -> None:
+        """Remove the float32 answer hook; the model is released with the backend."""
+        self.answers.close()
+
+    def _p_true(self, logits: Any, settings: JudgeSettings) -> list[float]:
+        """P(true) of each row from the last forward pass's ``[rows, vocab]`` logits: the two answer logits in
+        float32 (:class:`~rank1.backends.head.Float32Answers`)."""
+        pair = self.answers.logits(tuple(self.answer_tokens(settings)), logits).tolist()
+        return [p_true(t, f) for t, f in pair]
 
     # -- shared pieces -------------------------------------------------------------------------------
 
@@ -220,15 +236,13 @@ class TransformersBackend(BaseBackend):
                        forward: Callable[[list[int], Any, Any, Any], Any]) -> list[float]:
         """P(true) at the last position of each token list: length-bucketed, left-padded batches of
         ``settings.batch_size`` through ``forward(batch indices, ids, mask, positions) -> last logits``."""
-        true_id, false_id = self.answer_tokens(settings)
         scores = [0.0] * len(lists)
         for batch in self._buckets([len(x) for x in lists], settings.batch_size):
             rows = [lists[i] for i in batch]
             input_ids, mask, positions = self._batch(rows)
             self.tokens.count(rows, input_ids.shape[1])
-            logits = forward(batch, input_ids, mask, positions).float()
-            for row, i in enumerate(batch):
-                scores[i] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
+            for i, score in zip(batch, self._p_true(forward(batch, input_ids, mask, positions), settings)):
+                scores[i] = score
         return scores
 
     def _shared_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
@@ -293,7 +307,6 @@ class TransformersBackend(BaseBackend):
         """
         import torch
 
-        true_id, false_id = self.answer_tokens(settings)
         close = settings.think_close
         prefix = self.tokenizer.encode(settings.answer_prefix, add_special_tokens=False)
         eos = self.end_tokens
@@ -310,13 +323,15 @@ class TransformersBackend(BaseBackend):
                 out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                  past_key_values=cache, use_cache=True, logits_to_keep=1)
                 cache = out.past_key_values
-                logits = out.logits[:, -1, :].float()
+                logits = out.logits[:, -1, :]
+                answers = (self._p_true(logits, settings) if any(forced[seq] == [] for seq in active)
+                           else None)
                 keep: list[int] = []
                 next_tokens: list[int] = []
                 for row, seq in enumerate(active):
                     queue = forced[seq]
-                    if queue == []:  # the answer position
-                        scores[seq] = p_true(float(logits[row, true_id]), float(logits[row, false_id]))
+                    if queue == [] and answers is not None:  # the answer position
+                        scores[seq] = answers[row]
                         continue
                     if queue:
                         token = queue.pop(0)

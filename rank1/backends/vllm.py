@@ -135,6 +135,10 @@ class VLLMOptions(BackendOptions):
 
         return not torch.cuda.is_available()
 
+    def float32_answers(self) -> bool:
+        """The output layer in float32 (vLLM's ``head_dtype``) unless the model is float32 or quantized."""
+        return self.quantization is None and self.resolved_dtype() != "float32"
+
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {self.quantization!r}")
@@ -193,6 +197,8 @@ class VLLMBackend(BaseBackend):
                 enable_prefix_caching=o.enable_prefix_caching, block_size=block_size,
                 trust_remote_code=o.trust_remote_code, seed=0, logits_processors=[AnswerInRound],
                 logprobs_mode="processed_logits",  # logits, not log-probabilities: see vllm_round
+                # the output layer in float32 under a bf16/fp16 model: continuous answer logits (rank1.backends.head)
+                hf_overrides={"head_dtype": "float32"} if o.float32_answers() else None,
             )
             tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
