@@ -20,6 +20,7 @@ TREC_DL = {
     "dl20": ("bm25_top100_dl20.json", "qrels.dl20-passage.txt"),
 }
 NEVIR_TEST = SHARED / "nevir" / "derived_test1000_pairs.jsonl"
+NEVIR_TRAIN = SHARED / "nevir" / "nevir_mini_train_q1_50_seed42.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -82,3 +83,35 @@ def write_json(path: str | Path, report: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)
     print(f"wrote {path}", flush=True)
+
+
+def load_groups(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, Document], dict[str, Query],
+                                        dict[str, tuple[str, str]]]:
+    """Training-format groups (``distill.msmarco.Group`` JSONL: relevant passage first) as a collection to rerank:
+    ``(run, corpus, topics, groups)`` with one query per group (``g{i}``), its passages as documents
+    (``g{i}_{j}``), and ``groups[g{i}] = (source, id of the relevant passage)``."""
+    from distill.msmarco import read_groups
+
+    run: dict[str, dict[str, float]] = {}
+    corpus: dict[str, Document] = {}
+    topics: dict[str, Query] = {}
+    groups: dict[str, tuple[str, str]] = {}
+    for i, g in enumerate(read_groups(path)):
+        qid = f"g{i}"
+        topics[qid] = Query(qid, g.query)
+        docs = [f"{qid}_{j}" for j in range(len(g.passages))]
+        corpus.update((d, Document(d, text)) for d, text in zip(docs, g.passages))
+        run[qid] = {d: 0.0 for d in docs}
+        groups[qid] = (g.source, docs[g.labels.index(1)])
+    return run, corpus, topics, groups
+
+
+def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Share of groups whose relevant passage scores strictly above every other passage, per source and overall."""
+    hits: dict[str, list[int]] = {}
+    for qid, (source, positive) in groups.items():
+        docs = scores[qid]
+        won = int(all(docs[positive] > s for d, s in docs.items() if d != positive))
+        hits.setdefault(source, []).append(won)
+        hits.setdefault("all", []).append(won)
+    return {k: {"groups": len(v), "top1": round(sum(v) / len(v), 4)} for k, v in sorted(hits.items())}

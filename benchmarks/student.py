@@ -8,6 +8,9 @@ Not a test. For each model it reranks, in direct mode (or ``--mode``):
   the fusion grid). **The fusion weight is chosen here** and only applied to the test collections.
 * ``dl19``, ``dl20``: BM25 top ``--depth`` of every judged query (nDCG@10, official qrels).
 * ``nevir``: paired accuracy on the first ``--nevir-pairs`` test pairs.
+* ``nevir-train``: paired accuracy on the 50 NevIR *train* pairs (a dev set: never a test number).
+* ``contrast-dev``: the held-out groups of ``rank1 distill contrast --dev-out`` (``--contrast-dev FILE``):
+  the share of groups whose relevant passage scores above its contrast and negatives, per rule (a dev set).
 
 Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight
 (DL19/DL20 also Judged@10, the judged share of the top 10, and nDCG@10 over judged passages only),
@@ -32,7 +35,8 @@ import random
 import time
 from typing import Any
 
-from benchmarks._common import NEVIR_TEST, SHARED, header, load_trec_dl, top, write_json
+from benchmarks._common import (NEVIR_TEST, NEVIR_TRAIN, SHARED, header, load_groups, load_trec_dl, top,
+                                top1_by_source, write_json)
 from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 from rank1.records import Document, Query
 from rank1.reranker import Reranker, RerankerConfig
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--queries", type=int, default=0, help="DL19/DL20: only the first N judged queries (0: all)")
     ap.add_argument("--nevir-pairs", type=int, default=200)
+    ap.add_argument("--contrast-dev", default=None, help="groups JSONL of `rank1 distill contrast --dev-out` "
+                    "(the contrast-dev collection)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                     help="vllm: several times faster where the model reasons at length (CPU or GPU)")
@@ -120,11 +126,18 @@ def main(argv: list[str] | None = None) -> None:
             c = load_trec_dl(name, args.queries)
             run = {q: {d: c.run[q][d] for d in top(docs, args.depth)} for q, docs in c.run.items()}
             data[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "qrels": c.qrels, "depth": args.depth}
-    if "nevir" in names:
-        topics, corpus, pairs = read_nevir_pairs(NEVIR_TEST)
-        pairs = pairs[: args.nevir_pairs]
-        data["nevir"] = {"run": {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)},
-                         "corpus": corpus, "topics": topics, "pairs": pairs, "depth": 2}
+    for name, path, limit in (("nevir", NEVIR_TEST, args.nevir_pairs), ("nevir-train", NEVIR_TRAIN, 0)):
+        if name in names:
+            topics, corpus, pairs = read_nevir_pairs(path)
+            pairs = pairs[:limit] if limit else pairs
+            data[name] = {"run": {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)},
+                          "corpus": corpus, "topics": topics, "pairs": pairs, "depth": 2}
+    if "contrast-dev" in names:
+        if not args.contrast_dev:
+            ap.error("the contrast-dev collection needs --contrast-dev FILE")
+        run, corpus, topics, groups = load_groups(args.contrast_dev)
+        data["contrast-dev"] = {"run": run, "corpus": corpus, "topics": topics, "groups": groups,
+                                "depth": max(map(len, run.values()))}
 
     per_q: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # model -> collection -> weight -> qid -> nDCG@10
     with ScoreStore(args.store) as store:
@@ -150,8 +163,10 @@ def main(argv: list[str] | None = None) -> None:
                                        "fallbacks": result.stats.fallbacks}
                 if result.stats.judged:
                     row["pairs_per_second"] = round(result.stats.judged / row["seconds"], 3)
-                if name == "nevir":
+                if "pairs" in c:
                     row["paired_accuracy"] = paired_accuracy(result.scores(), c["pairs"])
+                elif "groups" in c:
+                    row["top1"] = top1_by_source(result.scores(), c["groups"])
                 else:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
                     fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 
@@ -204,6 +204,40 @@ def prepare(
 
 
 @app.command()
+def contrast(
+    data: Path = typer.Option(..., "--data", help="The shared data folder (msmarco_train/, condaqa/, nevir/)."),
+    out_path: Path = typer.Option(..., "--out", help="Training groups JSONL to write (train-labels reads it)."),
+    dev_out: Path = typer.Option(..., "--dev-out", help="Held-out groups JSONL (and the NevIR train pairs)."),
+    rules: str = typer.Option("negate-answer,exclude,condaqa-flip", "--rules",
+                              help="Comma-separated: negate-answer, exclude, condaqa-flip (interleaved so)."),
+    negatives: int = typer.Option(2, "--negatives", help="Ordinary hard negatives per MS MARCO group."),
+    dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of queries / CondaQA passages held out."),
+    max_per_rule: Optional[int] = typer.Option(None, "--max-per-rule", help="At most N training groups a source."),
+    examples: int = typer.Option(0, "--examples", help="Also print N random training groups, readable."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out draw, templates and negatives."),
+) -> None:
+    """Contrastive groups teaching negation and exclusion (rule-built near-copies and traps), with a dev set."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.contrast import ContrastConfig, build_contrast, examples_text
+        from distill.msmarco import write_groups
+
+        cfg = ContrastConfig(rules=tuple(rules.split(",")), negatives=negatives, dev_fraction=dev_fraction,
+                             max_per_rule=max_per_rule, seed=seed)
+        made = build_contrast(data, cfg)
+        write_groups(out_path, made.train)
+        write_groups(dev_out, made.dev)
+        for source, n in made.counts.items():
+            typer.echo(f"{source:14} train {n['train']:5}  dev {n['dev']:4}")
+        typer.echo(f"{'total':14} train {len(made.train):5}  dev {len(made.dev):4}  -> {out_path}, {dev_out}")
+        if examples:
+            typer.echo("\n" + examples_text(made.train, examples, seed))
+
+    body()
+
+
+@app.command()
 def rationales(
     data: Path = typer.Option(..., "--data", help="Folder with the MS MARCO files (shared/data/msmarco_train)."),
     out_path: Path = typer.Option(..., "--out", help="Traces JSONL to write."),
@@ -229,14 +263,15 @@ def rationales(
     body()
 
 
-def _groups_after(groups: Path, skip_groups: int) -> list[Any]:
-    """The groups of ``groups`` after the first ``skip_groups`` (those an earlier phase saw); at least one."""
-    from distill.msmarco import read_groups
+def _groups_after(groups: Path, skip_groups: int, mix: Sequence[Path] = ()) -> list[Any]:
+    """The groups of ``groups`` after the first ``skip_groups`` (those an earlier phase saw), taken in turn with
+    the groups of each ``mix`` file (:func:`distill.msmarco.interleave`); at least one."""
+    from distill.msmarco import interleave, read_groups
 
     rows = read_groups(groups)[skip_groups:]
     if not rows:
         raise ValueError(f"{groups}: no groups left after --skip-groups {skip_groups}")
-    return rows
+    return interleave([rows, *(read_groups(m) for m in mix)]) if mix else rows
 
 
 @app.command("train-labels")
@@ -256,6 +291,8 @@ def train_labels(
     init_adapter: Optional[Path] = typer.Option(None, "--init-adapter",
                                                 help="Start from this adapter (same LoRA settings): a new schedule."),
     skip_groups: int = typer.Option(0, "--skip-groups", help="Skip the first N groups (those an earlier phase saw)."),
+    mix: list[Path] = typer.Option([], "--mix", help="Groups JSONL taken in turn with GROUPS (repeatable), e.g. "
+                                   "`rank1 distill contrast` groups beside MS MARCO ones."),
     grow: bool = typer.Option(False, "--grow", help="With --init-adapter: more blocks (--layers) than it has; "
                               "the extra adapters start fresh, so training starts at its model."),
 ) -> None:
@@ -269,9 +306,10 @@ def train_labels(
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
                                 dtype=dtype, save_steps=save_steps, seed=seed,
                                 init_adapter=str(init_adapter) if init_adapter else None, grow=grow)
-        rows = _groups_after(groups, skip_groups)
+        rows = _groups_after(groups, skip_groups, mix)
         result = train_direct(rows, model, out_path, cfg, echo=_echo,
-                              extra_meta={"groups_file": str(groups), "skip_groups": skip_groups})
+                              extra_meta={"groups_file": str(groups), "skip_groups": skip_groups,
+                                          "mix_files": [str(m) for m in mix]})
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
         typer.echo(f"{result.rows} groups, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
                    f"{result.pairs_per_second:.2f} pairs/s, {result.seconds:.0f}s"

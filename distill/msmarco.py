@@ -193,7 +193,8 @@ def _mined_groups(path: Path, extra: Iterable[tuple[str, str]], banned: set[str]
     return out
 
 
-def _interleave(lists: Sequence[list[Group]]) -> list[Group]:
+def interleave(lists: Sequence[Sequence[Group]]) -> list[Group]:
+    """The groups of ``lists`` taken in turn (the first of each, then the second of each, ...)."""
     out: list[Group] = []
     for i in range(max((len(x) for x in lists), default=0)):
         out.extend(x[i] for x in lists if i < len(x))
@@ -243,7 +244,7 @@ def prepare(data_dir: str | Path, config: PrepareConfig = PrepareConfig(), progr
             made[source] = _mined_groups(root / POSITIVES_FILE, extra, banned, config, rng, progress)
     for groups in made.values():
         rng.shuffle(groups)
-    return Prepared(_interleave([made[s] for s in config.sources]), dev_qids,
+    return Prepared(interleave([made[s] for s in config.sources]), dev_qids,
                     [r for r in dev_rows if r.qid in held], {s: len(g) for s, g in made.items()}, config)
 
 
