@@ -8,12 +8,15 @@ forward pass, no reasoning). Then, per query, only the pairs that can still matt
   decided), and
 * every pair whose direct P(true) lies within ``adaptive_band`` of 0.5 (the model is unsure).
 
-A re-judged pair keeps its reasoning judgement (P(true) after reasoning); the others keep their direct one.
-Both scores are P(true) from the same model, so they are ranked together. Both stages go through the score
+A re-judged pair keeps its reasoning judgement (P(true) after reasoning, or with ``direct_blend`` b
+``(1 - b) * P(true) after reasoning + b * direct P(true)``); the others keep their direct one. Both scores are
+P(true) from the same model, so they are ranked together. ``mode="reasoning"`` with ``direct_blend`` is the
+same cascade with every pair re-judged. Both stages go through the score
 store under their own mode, so an adaptive job reuses earlier direct and reasoning judgements and resumes
 after a crash like any other job, and both run on any engine (in this process or on Ray).
 
-:class:`AdaptiveReranker` is that composition: ``Reranker(mode="adaptive")`` makes one.
+:class:`AdaptiveReranker` is that composition: ``Reranker(mode="adaptive")`` (or ``mode="reasoning"`` with a
+``direct_blend``) makes one.
 """
 
 from __future__ import annotations
@@ -61,14 +64,21 @@ class AdaptiveReranker(Reranker):
 
     def _attach(self, config: RerankerConfig, model: Any) -> None:
         super()._attach(config, model)
-        self.direct = Reranker._sharing(replace(config, mode="direct", fusion_weight=0.0), model)
-        self.deep = Reranker._sharing(replace(config, mode="reasoning", fusion_weight=0.0), model)
+        stage = {"fusion_weight": 0.0, "direct_blend": 0.0}
+        self.direct = Reranker._sharing(replace(config, mode="direct", **stage), model)
+        self.deep = Reranker._sharing(replace(config, mode="reasoning", **stage), model)
 
     @property
     def meta(self) -> dict[str, Any]:
         """Provenance recorded with every result: the reranker's, with the cascade's knobs."""
         c = self.config
-        return {**super().meta, "adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band}
+        knobs = {"adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band} if c.mode == "adaptive" else {}
+        return {**super().meta, **knobs, **({"direct_blend": c.direct_blend} if c.direct_blend else {})}
+
+    def _blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
+        """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``)."""
+        b = self.config.direct_blend
+        return reasoned._replace(score=(1.0 - b) * reasoned.score + b * direct.score) if b else reasoned
 
     def judge(self, pairs: Sequence[tuple[str, str]], on_batch: Any = None) -> list[Judgement]:
         """:meth:`Reranker.judge` through the cascade (pairs with the same query text form one query's list)."""
@@ -91,7 +101,7 @@ class AdaptiveReranker(Reranker):
         )
         out = list(direct)
         for i, judgement in zip(chosen, judge(self.deep, [pairs[i] for i in chosen])):
-            out[i] = judgement
+            out[i] = self._blend(judgement, direct[i])
         return out
 
     def rerank_run(
@@ -124,7 +134,8 @@ class AdaptiveReranker(Reranker):
         out = {}
         for qid, docs in direct.run.items():
             judged = [d for d in docs if d.judgement is not None]
-            final = [reasoned.get((qid, d.doc_id), d.judgement) for d in judged]
+            final = [self._blend(reasoned[(qid, d.doc_id)], d.judgement) if (qid, d.doc_id) in reasoned
+                     else d.judgement for d in judged]
             stats.add(final)
             head = [(d.doc_id, run[qid][d.doc_id]) for d in judged]
             tail = [d.doc_id for d in docs if d.judgement is None]
@@ -133,4 +144,7 @@ class AdaptiveReranker(Reranker):
 
     @property
     def _knobs(self) -> tuple[int, float]:
+        """(top, band) of :func:`select_for_reasoning`; every pair in reasoning mode."""
+        if self.config.mode == "reasoning":
+            return 2**31, 0.5
         return self.config.adaptive_top, self.config.adaptive_band

@@ -98,6 +98,8 @@ def rerank(
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
                                         "|P(true) - 0.5| <= BAND."),
+    direct_blend: float = typer.Option(0.0, "--direct-blend", help="Reasoning/adaptive: a reasoned pair scores "
+                                       "(1-B)*P(true) after reasoning + B*direct P(true) (one extra forward)."),
     template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
@@ -158,7 +160,8 @@ def rerank(
     config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,
-                            backend_options=options, adaptive_top=adaptive_top, adaptive_band=adaptive_band)
+                            backend_options=options, adaptive_top=adaptive_top, adaptive_band=adaptive_band,
+                            direct_blend=direct_blend)
     result = rerank_files(out_path, config, run=run, corpus=corpus, topics=topics, candidates=candidates,
                           traces=traces, depth=depth, tag=tag, corpus_format=corpus_format,
                           topics_format=topics_format, progress=progress,

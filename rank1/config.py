@@ -40,6 +40,10 @@ class RerankerConfig:
         backend_options: Passed to the backend (``dtype``, ``device``, ``quantize``...).
         adaptive_top: Adaptive mode: reason on this many top pairs of each query (by direct P(true)).
         adaptive_band: Adaptive mode: also reason on pairs whose direct P(true) is within this of 0.5.
+        direct_blend: Reasoning and adaptive modes: a reasoned pair scores ``(1 - b) * P(true) after reasoning +
+            b * P(true) in direct mode`` (one extra forward pass a pair, no generation; both judgements are
+            stored under their own mode), which keeps the graded direct score beside the polarized reasoning
+            one. 0: P(true) after reasoning alone.
     """
 
     model: str = DEFAULT_MODEL
@@ -54,6 +58,7 @@ class RerankerConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     adaptive_top: int = 10
     adaptive_band: float = 0.0
+    direct_blend: float = 0.0
 
     @property
     def chunk_batches(self) -> int:
@@ -74,6 +79,10 @@ class RerankerConfig:
             raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
         if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:
             raise ValueError("adaptive_top must be at least 0 and adaptive_band lie in [0, 0.5]")
+        if not 0.0 <= self.direct_blend <= 1.0:
+            raise ValueError(f"direct_blend must lie in [0, 1], not {self.direct_blend}")
+        if self.direct_blend and self.mode == "direct":
+            raise ValueError("direct_blend is for the reasoning and adaptive modes (direct mode has no reasoning)")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.template is not None and self.template not in TEMPLATES:

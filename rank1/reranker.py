@@ -36,6 +36,14 @@ _MODE_CLASSES: dict[str, str] = {"adaptive": "rank1.adaptive:AdaptiveReranker"}
 """Modes served by a composition of rerankers rather than by one backend mode, as ``"module:Class"``."""
 
 
+def _composite(config: RerankerConfig) -> str | None:
+    """The composition that serves ``config``, if one does: adaptive mode, and reasoning blended with direct
+    mode (``direct_blend``: the adaptive cascade with every pair reasoned)."""
+    if config.mode == "reasoning" and config.direct_blend:
+        return _MODE_CLASSES["adaptive"]
+    return _MODE_CLASSES.get(config.mode)
+
+
 def _config(config: RerankerConfig | None, overrides: Mapping[str, Any]) -> RerankerConfig:
     """``config`` with ``overrides`` applied; without a config, the model's recommended mode and fusion weight
     apply to the model asked for."""
@@ -88,7 +96,7 @@ class Reranker:
     def __new__(cls, config: RerankerConfig | None = None, *args: Any, **overrides: Any) -> "Reranker":
         if cls is Reranker:
             overrides.pop("load", None)
-            target = _MODE_CLASSES.get(_config(config, overrides).mode)
+            target = _composite(_config(config, overrides))
             if target is not None:
                 module_name, class_name = target.split(":")
                 cls = getattr(importlib.import_module(module_name), class_name)

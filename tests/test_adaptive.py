@@ -26,7 +26,9 @@ def test_select_for_reasoning(scores: list[float], top: int, band: float, expect
     assert select_for_reasoning(scores, top, band) == expected
 
 
-@pytest.mark.parametrize("overrides", [{"adaptive_top": -1}, {"adaptive_band": 0.7}, {"mode": "adaptiv"}])
+@pytest.mark.parametrize("overrides", [{"adaptive_top": -1}, {"adaptive_band": 0.7}, {"mode": "adaptiv"},
+                                       {"mode": "reasoning", "direct_blend": 1.5},
+                                       {"mode": "direct", "direct_blend": 0.3}])
 def test_bad_adaptive_settings_are_refused(overrides: dict) -> None:
     with pytest.raises(ValueError):
         RerankerConfig(**overrides)
@@ -73,3 +75,42 @@ def test_adaptive_reasons_on_the_head_only_and_keeps_the_rest_direct(smollm2_ref
     scored = base.replace(mode="adaptive", adaptive_top=1).score(pairs)
     by_pair = {(q, d.doc_id): d.judgement for q, docs in adaptive.run.items() for d in docs}
     assert scored == [by_pair[q, d] for q in sorted(run) for d in sorted(run[q])]
+
+
+def test_reasoning_with_a_direct_blend_is_the_cascade_over_every_pair() -> None:
+    from rank1.adaptive import AdaptiveReranker
+    from rank1.reranker import Reranker
+
+    blended = Reranker(mode="reasoning", direct_blend=0.3, load=False)
+    assert isinstance(blended, AdaptiveReranker) and blended._knobs[0] >= 10**6
+    assert blended.deep.config.direct_blend == 0.0 and blended.direct.config.mode == "direct"
+    assert blended.meta["direct_blend"] == 0.3 and "adaptive_top" not in blended.meta
+    assert not isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
+
+
+@pytest.mark.slow
+def test_direct_blend_mixes_the_two_judgements_of_every_pair(smollm2_ref, sample_inputs) -> None:
+    """Reasoning with ``direct_blend`` b: every pair keeps its reasoning and scores (1-b)*reasoned + b*direct,
+    through both paths (rerank_run and score); both stages are stored under their own mode."""
+    from rank1.reranker import Reranker
+    from rank1.store import ScoreStore
+
+    run, corpus, topics = sample_inputs
+    base = Reranker(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), batch_size=1,
+                    budget=8, mode="direct", backend_options={"dtype": "float32"})
+    direct = base.rerank_run(run, corpus, topics, depth=4, progress=False)
+    reasoning = base.replace(mode="reasoning").rerank_run(run, corpus, topics, depth=4, progress=False)
+    with ScoreStore(Path(smollm2_ref.path).parent / "blend.sqlite") as store:
+        blended = base.replace(mode="reasoning", direct_blend=0.25).rerank_run(run, corpus, topics, depth=4,
+                                                                               progress=False, store=store)
+        assert store.count() == 16  # 8 direct + 8 reasoning judgements, each under its own mode
+    for qid, docs in blended.run.items():
+        d = {x.doc_id: x.judgement for x in direct.run[qid]}
+        r = {x.doc_id: x.judgement for x in reasoning.run[qid]}
+        for doc in docs:
+            assert doc.judgement.reasoning == r[doc.doc_id].reasoning
+            assert doc.judgement.score == pytest.approx(0.75 * r[doc.doc_id].score + 0.25 * d[doc.doc_id].score)
+    pairs = [(topics[q].full_text, corpus[d].full_text) for q in sorted(run) for d in sorted(run[q])]
+    scored = base.replace(mode="reasoning", direct_blend=0.25).score(pairs)
+    by_pair = {(q, d.doc_id): d.judgement.score for q, docs in blended.run.items() for d in docs}
+    assert [j.score for j in scored] == pytest.approx([by_pair[q, d] for q in sorted(run) for d in sorted(run[q])])
