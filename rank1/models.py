@@ -185,15 +185,18 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    from rank1.quiet import quiet_step
+
     src = str(gguf.parent)
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=str(gguf))
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=str(gguf), dtype=getattr(torch, CACHE_DTYPE),
-                                                 quantization_config=GgufConfig(dequantize=True))
-    model.hf_quantizer = None  # fully dequantized: plain Linear layers, safe to serialize
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    with quiet_step(f"converting {gguf.name} to safetensors (once)"):
+        tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=str(gguf))
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=str(gguf), dtype=getattr(torch, CACHE_DTYPE),
+                                                     quantization_config=GgufConfig(dequantize=True))
+        model.hf_quantizer = None  # fully dequantized: plain Linear layers, safe to serialize
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
 
 
 def _gguf_builder(produce: Callable[[Path], Path], keep_gguf: bool) -> Callable[[Path], None]:

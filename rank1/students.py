@@ -102,14 +102,17 @@ def verify(student: Student) -> str:
 
 def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = MERGED_DTYPE) -> None:
     """Merge the LoRA adapter in ``adapter_dir`` into the base model at ``base_path``; save into ``out``."""
-    from peft import PeftModel
+    from rank1.quiet import quiet_step
 
-    from rank1.backends.transformers import load_model
+    with quiet_step(f"merging adapter {Path(adapter_dir).name} into its base (once)"):
+        from peft import PeftModel
 
-    model, tokenizer = load_model(base_path, dtype=dtype)
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+        from rank1.backends.transformers import load_model
+
+        model, tokenizer = load_model(base_path, dtype=dtype)
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
     card = Path(adapter_dir) / "README.md"
     if card.is_file():
         (out / "README.md").write_bytes(card.read_bytes())

@@ -53,10 +53,12 @@ def test_direct_scores_are_probabilities_and_rank_the_relevant_first(reranker) -
 
 
 def test_scores_do_not_depend_on_batch_company(reranker) -> None:
-    """Left padding and length bucketing must not change a pair's score."""
-    alone = reranker.replace(batch_size=1).score([(SKY, SKY_NO)])[0].score
-    together = reranker.score([(SKY, SKY_YES + " " + SKY_YES), (SKY, SKY_NO), (TIDE, TIDE_NO)])[1].score
-    assert together == pytest.approx(alone, abs=2e-3)
+    """Left padding and length bucketing must not change a pair's score (float32 on every CPU: in bfloat16 the
+    body's rounding follows the batch, see tests/test_precision.py)."""
+    exact = reranker.replace(backend_options={"dtype": "float32"})
+    alone = exact.replace(batch_size=1).score([(SKY, SKY_NO)])[0].score
+    together = exact.score([(SKY, SKY_YES + " " + SKY_YES), (SKY, SKY_NO), (TIDE, TIDE_NO)])[1].score
+    assert together == pytest.approx(alone, abs=1e-4)
 
 
 def test_reasoning_answer_matches_a_fresh_forward_pass(reranker) -> None:

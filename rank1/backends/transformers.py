@@ -117,6 +117,9 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rank1.quiet import silence_bitsandbytes_notice
+
+    silence_bitsandbytes_notice()
     if isinstance(ref, str):
         ref = resolve_model(ref)
     try:
