@@ -85,21 +85,18 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
         ValueError: No base model known.
     """
     import torch
-    from peft import PeftModel
 
-    from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
+    from rank1.students import merge_into
 
     log = read_train_log(adapter_dir)
     spec = base_model or log.get("base_model")
     if not spec:
         raise ValueError(f"{adapter_dir}: no base model given and none in train_log.json")
-    model, tokenizer = load_model(resolve_model(spec), dtype=dtype)
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    base = resolve_model(spec)
     out = Path(out_dir)
     with atomic_folder(out) as tmp:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        merge_into(base.path, adapter_dir, tmp, dtype=dtype)  # one status line, as a student's first use
         card = model_card(adapter_dir, out.name, str(out), data)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if log:
