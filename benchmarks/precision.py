@@ -6,7 +6,7 @@ three ways:
 * ``float32``: the exact path;
 * ``bfloat16``: what ``dtype="auto"`` gives on a CPU with bfloat16 units, the answer logits read in float32
   (:mod:`rank1.backends.head`);
-* ``bfloat16-raw`` (unless ``--no-raw``): bfloat16 with the answer logits read from the model's own bfloat16
+* ``bfloat16-raw`` (leave it out of ``--variants`` to skip it): bfloat16 with the answer logits read from the model's own bfloat16
   output, as rank1 did before the float32 answer head (judged without the store, whose keys it would share).
 
 For each: nDCG@10 per collection, distinct scores, queries with tied candidates, judgements that share their
@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from benchmarks._common import header, load_trec_dl, top, write_json
 from benchmarks.student import bootstrap_ci, per_query
@@ -36,23 +35,12 @@ from rank1.store import ScoreStore, default_store_path
 VARIANTS = ("float32", "bfloat16", "bfloat16-raw")
 
 
-@contextmanager
-def raw_answers() -> Iterator[None]:
-    """The answer logits read from the model's own (bfloat16) output: the float32 answer head switched off."""
-    from rank1.backends import head
-
-    active = head.Float32Answers.__init__
-
-    def off(self: Any, model: Any) -> None:
-        active(self, model)
-        self.close()
-        self.active = False
-
-    head.Float32Answers.__init__ = off  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        head.Float32Answers.__init__ = active  # type: ignore[method-assign]
+def raw_answers(reranker: Reranker) -> None:
+    """Read ``reranker``'s answer logits from the model's own (bfloat16) output, as before the float32 answer
+    head: that head switched off on its (loaded) transformers backend."""
+    answers = reranker.backend.answers
+    answers.close()
+    answers.active = False
 
 
 def ties(scores: dict[str, dict[str, float]]) -> dict[str, int]:
@@ -89,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
                                     **({"model": args.model} if args.model else {}))
             raw = variant.endswith("-raw")
             entry: dict[str, Any] = {"dtype": dtype, "float32_answers": not raw, "collections": {}}
-            with (raw_answers() if raw else _nothing()), Reranker(config, load=False) as reranker:
+            with Reranker(config, load=raw) as reranker:
+                if raw:
+                    raw_answers(reranker)
                 entry.update(model=reranker.meta["model"], engine=reranker.store_settings.engine)
                 for name, (c, run) in data.items():
                     start = time.perf_counter()
@@ -98,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                     seconds = time.perf_counter() - start
                     got = scores.setdefault(variant, {})[name] = result.scores()
                     ranked = reweight(result, run, 0.0)
+                    by_query = per_query(ranked, c.qrels)
                     row = {"ndcg10": evaluate(ranked, c.qrels, ["nDCG@10"])["nDCG@10"],
                            "ndcg10_bm25": evaluate(run, c.qrels, ["nDCG@10"])["nDCG@10"], **ties(got),
                            "judged": result.stats.judged, "seconds": round(seconds, 1)}
@@ -108,19 +99,14 @@ def main(argv: list[str] | None = None) -> None:
                         diffs = [abs(got[q][d] - ref[q][d]) for q in ref for d in ref[q]]
                         row["max_abs_p_true_diff_vs_float32"] = max(diffs)
                         row["mean_abs_p_true_diff_vs_float32"] = sum(diffs) / len(diffs)
-                        a, b = per_query(ranked, c.qrels), report["variants"]["float32"]["per_query"][name]
+                        a, b = by_query, report["variants"]["float32"]["per_query"][name]
                         row["ndcg10_diff_vs_float32"] = sum(a[q] - b[q] for q in a) / len(a)
                         row["ndcg10_diff_ci95_vs_float32"] = bootstrap_ci(a, b)
                     entry["collections"][name] = row
-                    entry.setdefault("per_query", {})[name] = per_query(ranked, c.qrels)
+                    entry.setdefault("per_query", {})[name] = by_query
                     print(variant, name, row, flush=True)
                     report["variants"][variant] = entry
                     write_json(args.out, report)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 if __name__ == "__main__":

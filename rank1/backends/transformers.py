@@ -327,13 +327,12 @@ class TransformersBackend(BaseBackend):
                                  past_key_values=cache, use_cache=True, logits_to_keep=1)
                 cache = out.past_key_values
                 logits = out.logits[:, -1, :]
-                answers = (self._p_true(logits, settings) if any(forced[seq] == [] for seq in active)
-                           else None)
+                answers = self._p_true(logits, settings) if any(forced[seq] == [] for seq in active) else []
                 keep: list[int] = []
                 next_tokens: list[int] = []
                 for row, seq in enumerate(active):
                     queue = forced[seq]
-                    if queue == [] and answers is not None:  # the answer position
+                    if queue == []:  # the answer position (answers computed above)
                         scores[seq] = answers[row]
                         continue
                     if queue:
