@@ -1,0 +1,244 @@
+"""The tables in the docs, rendered from `benchmarks/results/*.json`, so a doc cannot drift from its results.
+
+A markdown file marks a rendered table with a pair of HTML comments::
+
+    <!-- table:NAME -->
+    ...rendered by this script, do not edit by hand...
+    <!-- /table:NAME -->
+
+`python -m benchmarks.tables` rewrites every marked block in README.md, docs/*.md and benchmarks/README.md;
+`python -m benchmarks.tables --check` rewrites nothing and exits 1 if a block differs from what the results
+render now (`tests/test_docs.py` runs the check). A table may appear in several files: each copy is rendered.
+
+Model names: the student JSONs name models by the folder they were measured from; `MODELS` maps those
+folders to the names rank1 ships them under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md")
+BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.DOTALL)
+
+# The folders the student JSONs name, and the shipped model each one is (benchmarks/README.md, "The third round").
+MODELS = {
+    "rank1-0.5b-labels-v3": "g24c_model",
+    "rank1-0.5b-labels": "p4_model_300",
+    "rank1-0.5b-reasoning": "model_r2",
+}
+DL = ("dl19", "dl20")
+
+
+@cache
+def result(name: str) -> dict[str, Any]:
+    """One results file, parsed once."""
+    return json.loads((RESULTS / name).read_text())
+
+
+def collections(file: str, model: str) -> dict[str, dict[str, Any]]:
+    """The per-collection numbers of `model` (a shipped name, a folder name or a registry name) in `file`."""
+    folder = MODELS.get(model, model)
+    for key, entry in result(file)["models"].items():
+        if Path(key).name in (folder, model) or entry.get("model") in (folder, model):
+            return entry["collections"]
+    raise KeyError(f"{model} is not in benchmarks/results/{file}")
+
+
+def num(x: float, digits: int = 4) -> str:
+    """A score as the docs write it: fixed digits."""
+    return f"{x:.{digits}f}"
+
+
+def points(x: float, digits: int = 1) -> str:
+    """A difference of nDCG@10 in points (x 100), signed."""
+    return f"{x * 100:+.{digits}f}"
+
+
+def interval(ci: list[float], digits: int = 1) -> str:
+    """A 95% interval of a difference, in points."""
+    return f"[{points(ci[0], digits)}, {points(ci[1], digits)}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(cells) + " |" for cells in (header, *rows)]
+    lines.insert(1, "|" + "---|" * len(header))
+    return "".join(line + "\n" for line in lines)
+
+
+def dl_ndcg(file: str, model: str, key: str = "ndcg10") -> list[str]:
+    """DL19 and DL20 nDCG@10 of a model, each with its gain over BM25 in points."""
+    cols = collections(file, model)
+    return [f"{num(cols[c][key])} ({points(cols[c][key] - cols[c]['ndcg10_bm25'])})" for c in DL]
+
+
+def base_top20() -> list[str]:
+    """The zero-shot base at BM25 top-20 (benchmarks/quality.py, one file per year)."""
+    return [num(result(f"{c}_direct_rank1.json")["collections"][c]["ndcg10_rerank"]) for c in DL]
+
+
+def nevir(file: str, model: str) -> list[str]:
+    """NevIR paired accuracy (pairs right of 200) and the judging rate of the same run."""
+    run = collections(file, model)["nevir"]
+    return [f"{run['paired_accuracy']:.3f} ({round(run['paired_accuracy'] * 200)} of 200)",
+            f"{run['pairs_per_second']:.2f}"]
+
+
+# The rows of the variant tables: a results file's variant names, in table order, and how the table calls them.
+VARIANTS = {
+    "precision.json": {
+        "float32": "float32",
+        "bfloat16": "bfloat16, float32 answers (now)",
+        "bfloat16-raw": "bfloat16, bfloat16 logits (before)",
+    },
+    "speed_cpu.json": {
+        "reference": "Rank1 reference: one `generate` step per pair",
+        "before": "transformers, whole prompts (before)",
+        "float32": "transformers, shared query heads",
+        "float32_batch4": "  same, batch 4",
+        "int8": "transformers, shared heads, int8 (`--quantize int8`)",
+        "int8_batch4": "  same, batch 4",
+        "bfloat16": "transformers, shared heads, bfloat16 (emulated here)",
+        "vllm_noprefix": "vLLM, prefix caching off",
+        "vllm": "vLLM, prefix caching on",
+    },
+}
+
+
+def shipped_models() -> str:
+    """README: the shipped models' quality on TREC DL and NevIR, and their rate on this project's 2-core CPU."""
+    bm25 = collections("student_v3_top100.json", "rank1-0.5b-labels-v3")
+    rows = [
+        ["BM25 (first stage)", "—", *[num(bm25[c]["ndcg10_bm25"]) for c in DL] * 2, "—", "—"],
+        ["`qwen2.5-coder-0.5b` (zero-shot base)", "direct, alone",
+         *[num(collections("student_base_top100.json", "qwen2.5-coder-0.5b")[c]["ndcg10"]) for c in DL],
+         *base_top20(), *nevir("student_base.json", "qwen2.5-coder-0.5b")],
+        ["**`rank1-0.5b-labels-v3`** (default)", "direct, alone",
+         *dl_ndcg("student_v3_top100.json", "rank1-0.5b-labels-v3"),
+         *dl_ndcg("student_v3_top20.json", "rank1-0.5b-labels-v3"),
+         *nevir("student_v3_nevir.json", "rank1-0.5b-labels-v3")],
+        ["`rank1-0.5b-labels` (default before v3)", "direct, fused with BM25 (w=0.4)",
+         *dl_ndcg("student_v3_top100.json", "rank1-0.5b-labels", "ndcg10_fused"),
+         *dl_ndcg("student_v3_top20.json", "rank1-0.5b-labels", "ndcg10_fused"),
+         *nevir("student.json", "rank1-0.5b-labels")],
+        ["`rank1-0.5b-reasoning` (the default's explainer)", "reasoning (96 tokens), alone, vLLM",
+         "not measured", "not measured", *dl_ndcg("student_reasoning_all.json", "rank1-0.5b-reasoning"),
+         *nevir("student_reasoning_all.json", "rank1-0.5b-reasoning")],
+    ]
+    header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
+              "NevIR paired accuracy", "pairs/s (NevIR run)"]
+    return table(header, rows)
+
+
+def v3_test() -> str:
+    """benchmarks/README.md: the default's one measurement on the test collections, against what came before."""
+    rows = []
+    for depth, base in (("100", collections("student_base_top100.json", "qwen2.5-coder-0.5b")), ("20", None)):
+        v3 = collections(f"student_v3_top{depth}.json", "rank1-0.5b-labels-v3")
+        previous = collections(f"student_v3_top{depth}.json", "rank1-0.5b-labels")
+        paired = next(iter(result(f"student_v3_top{depth}.json")["paired_at_own_weights"].values()))
+        for i, c in enumerate(DL):
+            rows.append([f"{c.upper()}, BM25 top-{depth}", num(v3[c]["ndcg10_bm25"]),
+                         num(base[c]["ndcg10"]) if base else base_top20()[i], num(previous[c]["ndcg10_fused"]),
+                         f"**{num(v3[c]['ndcg10'])}** {interval(v3[c]['ndcg10_ci95_vs_bm25'])}",
+                         f"{points(paired[c]['diff'])} {interval(paired[c]['ci95'])}"])
+    accuracy = [nevir(file, model)[0].split(" (")[0] for file, model in (
+        ("student_base.json", "qwen2.5-coder-0.5b"), ("student.json", "rank1-0.5b-labels"))]
+    rows.append(["NevIR paired accuracy (200 test pairs)", "—", *accuracy,
+                 f"**{nevir('student_v3_nevir.json', 'rank1-0.5b-labels-v3')[0]}**", ""])
+    header = ["nDCG@10", "BM25", "zero-shot base", "previous default (fused 0.4)", "**v3 alone (shipped)**",
+              "v3 vs previous default"]
+    return table(header, rows)
+
+
+def precision() -> str:
+    """bfloat16 against float32 on the default model (benchmarks/precision.py, an AMX CPU)."""
+    rows = []
+    for variant, label in VARIANTS["precision.json"].items():
+        cols = result("precision.json")["variants"][variant]["collections"]
+        ndcg = [num(cols[c]["ndcg10"]) + (f" ({points(cols[c]['ndcg10_diff_vs_float32'], 2)} "
+                                          f"{interval(cols[c]['ndcg10_diff_ci95_vs_float32'], 2)})"
+                                          if variant != "float32" else "") for c in DL]
+        diff = ", ".join(f"{cols[c]['max_abs_p_true_diff_vs_float32']:.3f} / "
+                         f"{cols[c]['mean_abs_p_true_diff_vs_float32']:.4f}" for c in DL
+                         ) if variant != "float32" else "—"
+        rows.append([label, *ndcg, *(" / ".join(f"{cols[c][key]:,}" for c in DL) for key in (
+            "distinct_scores", "queries_with_ties", "tied_judgements")), diff])
+    header = ["variant", "DL19 nDCG@10", "DL20 nDCG@10", "distinct scores", "queries with ties", "tied judgements",
+              "max / mean \\|ΔP(true)\\| vs float32"]
+    return table(header, rows)
+
+
+def speed_cpu() -> str:
+    """Direct-mode throughput on the 2-core AVX2 CPU (benchmarks/speed_cpu.py)."""
+    run = result("speed_cpu.json")
+    rows = []
+    for variant, label in VARIANTS["speed_cpu.json"].items():
+        v = run["variants"][variant]
+        tokens = (f"{v['prompt_tokens_per_s']:.0f}", f"{v['computed_tokens'] / v['prompt_tokens']:.3f}",
+                  f"{v['mfu']:.2f}") if "prompt_tokens" in v else ("—", "—", "—")
+        ndcg = f"{num(v['ndcg@10'])} ({v['pairs'] // run['depth']} q)" if v["ndcg@10"] is not None else "—"
+        delta = f"{v['max_abs_diff_vs_before']:.1e}" if "max_abs_diff_vs_before" in v else "—"
+        rows.append([label, str(v["pairs"]), f"{v['pairs_per_s']:.3f}",
+                     f"{run['speedups_vs_reference'][variant]:.2f}", *tokens, ndcg, delta])
+    header = ["variant", "pairs", "pairs/s", "x reference", "prompt tok/s", "computed / prompt tokens",
+              "MFU (own dtype)", "nDCG@10", "max abs ΔP vs before"]
+    return table(header, rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "shipped-models": shipped_models,
+    "v3-test": v3_test,
+    "precision": precision,
+    "speed-cpu": speed_cpu,
+}
+
+
+def documents() -> Iterator[Path]:
+    """The markdown files that may hold rendered tables."""
+    for pattern in DOC_GLOBS:
+        yield from sorted(ROOT.glob(pattern))
+
+
+def render(text: str, source: Path | str = "") -> str:
+    """`text` with every marked block replaced by its table as the results render it now."""
+    def block(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"{source}: unknown table {name!r} (known: {', '.join(TABLES)})")
+        return f"{match[1]}{TABLES[name]()}{match[4]}"
+
+    return BLOCK.sub(block, text)
+
+
+def stale() -> list[Path]:
+    """The documents whose rendered blocks differ from what the results render now."""
+    return [path for path in documents() if render(path.read_text(), path) != path.read_text()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table is out of date")
+    args = parser.parse_args(argv)
+    out_of_date = stale()
+    for path in out_of_date:
+        if args.check:
+            print(f"{path.relative_to(ROOT)}: tables out of date (run python -m benchmarks.tables)")
+        else:
+            path.write_text(render(path.read_text(), path))
+            print(f"{path.relative_to(ROOT)}: tables rewritten")
+    return 1 if args.check and out_of_date else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
