@@ -1,0 +1,40 @@
+"""The docs cannot drift: rendered tables equal what the results render now, and relative links resolve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import tables
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+PAGES = [path for path in tables.documents()]
+
+
+def test_every_rendered_table_is_up_to_date() -> None:
+    assert tables.stale() == [], "run: python -m benchmarks.tables"
+
+
+def test_the_readme_shows_the_shipped_models_table() -> None:
+    assert "<!-- table:shipped-models -->" in (tables.ROOT / "README.md").read_text()
+
+
+def test_every_marked_block_names_a_known_table() -> None:
+    for path in PAGES:
+        names = set(re.findall(r"<!-- /?table:([\w-]+) -->", path.read_text()))
+        assert names <= set(tables.TABLES), f"{path}: {names - set(tables.TABLES)}"
+
+
+def test_check_fails_on_a_stale_block(tmp_path: Path) -> None:
+    stale = "<!-- table:precision -->\n| old |\n<!-- /table:precision -->\n"
+    assert tables.render(stale) != stale
+    assert tables.render(tables.render(stale)) == tables.render(stale)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(tables.ROOT)))
+def test_relative_links_point_to_existing_files(page: Path) -> None:
+    missing = [target for target in LINK.findall(page.read_text())
+               if not re.match(r"[a-z]+:|#", target) and not (page.parent / target.split("#")[0]).exists()]
+    assert missing == []
