@@ -13,7 +13,8 @@ pass keeping only the last position's logits, and minimises
 
 It runs on transformers' ``Trainer`` with a peft LoRA adapter, saving a checkpoint every ``save_steps``
 optimiser steps; calling :func:`train_direct` again with the same ``out_dir`` resumes from the newest one
-(weights, optimiser, schedule, data position, RNG). The dtype follows the CPU (:func:`train_dtype`).
+(weights, optimiser, schedule, data position, RNG). The dtype follows the CPU
+(:func:`distill.lora.train_dtype`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from distill.lora import latest_checkpoint, lora_model, loss_history, silenced, step_echo
+from distill.lora import TrainResult, latest_checkpoint, lora_model, loss_history, silenced, step_echo, train_dtype
 from distill.msmarco import Group
-from distill.train import TrainResult
-from rank1.hardware import cpu_dtype_choice
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class DirectTrainConfig:
         max_steps: Optimiser steps (-1: one epoch over the groups).
         max_passage_tokens: Passages are cut to this many tokens (as ``rank1 rerank --max-passage-tokens``).
         pointwise_weight: Weight of the pointwise BCE term beside the listwise term.
-        dtype: ``"auto"`` (:func:`train_dtype`), ``"float32"`` or ``"bfloat16"``.
+        dtype: ``"auto"`` (:func:`~distill.lora.train_dtype`), ``"float32"`` or ``"bfloat16"``.
         save_steps: Checkpoint every this many steps (the two newest are kept).
         seed: Seed of LoRA initialisation and dropout.
         template: Raw prompt template.
@@ -75,14 +74,6 @@ class DirectTrainConfig:
     template: str = "rank1"
     init_adapter: str | None = None
     grow: bool = False
-
-
-def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
-    """The training dtype: bfloat16 on CUDA; on CPU as inference chooses it (bfloat16 where the CPU has
-    bfloat16 matrix units, :func:`rank1.hardware.cpu_dtype_choice`), else float32."""
-    if requested != "auto":
-        return requested
-    return "bfloat16" if cuda else cpu_dtype_choice().dtype
 
 
 class _GroupData:
@@ -153,7 +144,7 @@ def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float
 
 @dataclass
 class DirectTrainResult(TrainResult):
-    """A :class:`~distill.train.TrainResult` (``rows``: groups) plus the training speed and the indices of the
+    """A :class:`~distill.lora.TrainResult` (``rows``: groups) plus the training speed and the indices of the
     groups trained on, in order (both for this process only: after a resume, from the resume point on)."""
 
     pairs_per_second: float = 0.0

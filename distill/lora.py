@@ -3,14 +3,39 @@
 Both trainers (:mod:`distill.train`, reasoning traces; :mod:`distill.direct_train`, the labels student) build
 their peft model here (seeded, optionally started from an earlier adapter), so an adapter of one can start the
 other (``init_adapter``) when the LoRA settings match: same rank, target modules and blocks. They also share
-the per-step echo, the loss history and the resume point.
+the training dtype, the result record, the per-step echo, the loss history and the resume point. Both import
+this module; neither imports the other.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from rank1.hardware import cpu_dtype_choice
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: the adapter folder, the logged losses, the time."""
+
+    adapter_dir: str
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    steps: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None
+
+
+def train_dtype(requested: str = "auto", cuda: bool = False) -> str:
+    """The training dtype: bfloat16 on CUDA; on CPU as inference chooses it (bfloat16 where the CPU has
+    bfloat16 matrix units, :func:`rank1.hardware.cpu_dtype_choice`), else float32."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if cuda else cpu_dtype_choice().dtype
 
 
 def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules: str | Sequence[str],

@@ -11,10 +11,11 @@ Defaults are Rank1's (LoRA rank 32, alpha 64, every linear layer, lr 1e-4, 2 epo
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from distill.lora import TrainResult, latest_checkpoint, lora_model, loss_history, silenced, step_echo, train_dtype
 from distill.records import Trace, to_dataset
 
 
@@ -84,19 +85,6 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     return replace(TrainConfig(**PRESETS[name]), **{k: v for k, v in overrides.items() if v is not None})
 
 
-@dataclass
-class TrainResult:
-    """What a training run did: the adapter folder, the logged losses, the time."""
-
-    adapter_dir: str
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    steps: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    config: dict[str, Any] = field(default_factory=dict)
-    resumed_from: str | None = None
-
-
 def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config: TrainConfig = TrainConfig(),
           echo: Callable[[str], None] | None = print, template: str = "rank1") -> TrainResult:
     """Train a LoRA adapter for ``base_model`` on the traces and save it in ``out_dir``.
@@ -115,8 +103,6 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from distill.direct_train import train_dtype
-    from distill.lora import latest_checkpoint, lora_model, loss_history, silenced, step_echo
     from rank1.backends.transformers import load_model
     from rank1.models import resolve_model
     from rank1.progress import Stopwatch
