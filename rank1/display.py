@@ -14,15 +14,13 @@ Example:
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rank1.scoring import JUDGEMENT_FIELDS, NOT_JUDGED
+from rank1.scoring import JUDGEMENT_FIELDS, NOT_JUDGED, Judgement
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from rank1.results import RerankResult
 
 COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:])
 """Columns of :func:`result_rows` and :func:`result_frame`."""
@@ -34,7 +32,34 @@ PREVIEW_CHARS = 80
 """Characters of reasoning shown before it is folded."""
 
 
-def result_rows(result: RerankResult, judged_only: bool = False) -> list[dict[str, Any]]:
+class RankedDocLike(Protocol):
+    """What a table row is drawn from: a :class:`rank1.results.RankedDoc`."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def judgement(self) -> Judgement | None: ...
+
+
+class ResultLike(Protocol):
+    """What this module draws: a :class:`rank1.results.RerankResult`, named by its shape (``rank1.results``
+    imports this module, not the other way round). ``stats`` is a :class:`rank1.results.RerankStats`."""
+
+    @property
+    def run(self) -> Mapping[str, Sequence[RankedDocLike]]: ...
+
+    @property
+    def stats(self) -> Any: ...
+
+    @property
+    def meta(self) -> Mapping[str, Any]: ...
+
+
+def result_rows(result: ResultLike, judged_only: bool = False) -> list[dict[str, Any]]:
     """One row per document of ``result.run``, queries in run order, documents best first.
 
     Documents below the reranking depth (or with an empty text) have no judgement: their ``p_true`` is
@@ -58,7 +83,7 @@ def result_rows(result: RerankResult, judged_only: bool = False) -> list[dict[st
     return rows
 
 
-def result_frame(result: RerankResult, judged_only: bool = False) -> pd.DataFrame:
+def result_frame(result: ResultLike, judged_only: bool = False) -> pd.DataFrame:
     """:func:`result_rows` as a pandas DataFrame (columns :data:`COLUMNS`)."""
     import pandas as pd
 
@@ -76,7 +101,7 @@ def _reasoning_cell(text: str) -> str:
             f"<div style='white-space:pre-wrap;max-width:60em'>{html.escape(text)}</div></details>")
 
 
-def result_html(result: RerankResult, max_rows: int = MAX_HTML_ROWS) -> str:
+def result_html(result: ResultLike, max_rows: int = MAX_HTML_ROWS) -> str:
     """An HTML summary of a reranked run: provenance, counts, and a table of its judged documents.
 
     Args:

@@ -7,11 +7,14 @@ documents by (optionally fused) score, ties to the smaller doc id, then the docu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 from rank1 import display
 from rank1.records import best_first
 from rank1.scoring import Judgement
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class RankedDoc(NamedTuple):
