@@ -87,7 +87,7 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
     import torch
 
     from rank1.models import resolve_model
-    from rank1.students import merge_into
+    from rank1.models import merge_into
 
     log = read_train_log(adapter_dir)
     spec = base_model or log.get("base_model")

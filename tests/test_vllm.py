@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from rank1.backends.options import backend_options
+from rank1.backends import backend_options
 from rank1.backends.vllm import fit_to_context
 from rank1.cli import app
 from rank1.io import read_corpus, read_qrels, read_topics

@@ -1,4 +1,4 @@
-"""Backend options: the base of each backend's options dataclass, and the options from command-line values.
+"""Backend options: the base of each backend's options dataclass.
 
 Each backend declares its options as a frozen dataclass derived from :class:`BackendOptions` (its
 ``options_class``): the field defaults are the backend's defaults (they are part of score-store keys, see
@@ -87,49 +87,3 @@ class BackendOptions:
             raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))} "
                              f"({cls.__name__} takes {', '.join(cls.names())})")
         return cls(**options)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def backend_options(
-    backend: str,
-    dtype: str = "auto",
-    device: str = "cpu",
-    quantize: str | None = None,
-    **vllm: Any,
-) -> dict[str, Any]:
-    """The ``backend_options`` of a :class:`rank1.reranker.RerankerConfig` for ``backend``.
-
-    Args:
-        backend: ``transformers`` or ``vllm``.
-        dtype: Both backends.
-        device: transformers only (vLLM runs on its platform's device); ``cpu`` is accepted for both.
-        quantize: transformers only: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU).
-        **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
-            :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
-            given (the backend's default).
-
-    Raises:
-        ValueError: An option the backend does not take, named as on the command line.
-    """
-    from rank1.backends.vllm import VLLMOptions
-
-    vllm_only = set(VLLMOptions.names()) - set(BackendOptions.names())
-    unknown = set(vllm) - vllm_only
-    if unknown:
-        raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))}")
-    given = {k: v for k, v in vllm.items() if v is not None}
-    if backend == "vllm":
-        if quantize is not None:
-            raise ValueError("--quantize is for the transformers backend; with --backend vllm use "
-                             "--quantization awq|gptq|fp8|bitsandbytes")
-        if device != "cpu":
-            raise ValueError("--device is for the transformers backend; vLLM runs on its platform's device "
-                             "(select GPUs with CUDA_VISIBLE_DEVICES)")
-        return {"dtype": dtype, **given}
-    if given:
-        flags = ", ".join(_flag(k) for k in given)
-        raise ValueError(f"{flags}: vLLM options, for --backend vllm only")
-    return {"dtype": dtype, "device": device, "quantize": quantize}

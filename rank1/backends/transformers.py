@@ -21,7 +21,7 @@ from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCall
 from rank1.backends.head import Float32Answers
 from rank1.backends.options import BackendOptions
 from rank1.backends.prefix import plan_shared
-from rank1.models import ModelError, ModelRef, resolve_model
+from rank1.models import ModelError, ModelRef, read_pretrained, resolve_model, torch_dtype_named
 from rank1.scoring import Judgement, p_true
 
 QUANTIZE = (None, "4bit", "8bit", "int8")
@@ -78,12 +78,7 @@ def torch_dtype(dtype: str, device: str) -> Any:
     Raises:
         ModelError: Not a torch dtype name.
     """
-    import torch
-
-    value = getattr(torch, TransformersOptions(dtype=dtype, device=device).resolved_dtype(), None)
-    if not isinstance(value, torch.dtype):
-        raise ModelError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
-    return value
+    return torch_dtype_named(TransformersOptions(dtype=dtype, device=device).resolved_dtype())
 
 
 def _quantization(options: TransformersOptions) -> dict[str, Any]:
@@ -102,11 +97,12 @@ def _quantization(options: TransformersOptions) -> dict[str, Any]:
 
 def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", quantize: str | None = None,
                trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` from safetensors (never pickle), in eval mode, with a padding token.
+    """Load ``(model, tokenizer)`` from safetensors (never pickle, :func:`rank1.models.read_pretrained`), on
+    ``device``, in eval mode, with a padding token.
 
     Args:
         ref: A :class:`~rank1.models.ModelRef`, or a spec string that is resolved first.
-        dtype: ``"auto"`` (:func:`rank1.hardware.resolve_dtype`) or a torch dtype name.
+        dtype: ``"auto"`` (:meth:`TransformersOptions.resolved_dtype`) or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes, ``"int8"`` (torch
             dynamic int8 linear layers, CPU).
@@ -115,8 +111,6 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
     Raises:
         ModelError: A bad option, a missing bitsandbytes, or weights that cannot be loaded.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from rank1.quiet import silence_bitsandbytes_notice
 
     silence_bitsandbytes_notice()
@@ -127,28 +121,13 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
                                       quantize=quantize)
     except ValueError as err:
         raise ModelError(str(err)) from err
-    torch_type = torch_dtype(options.resolved_dtype(), device)
-    kwargs = {"dtype": torch_type, "use_safetensors": True, "trust_remote_code": trust_remote_code,
-              **_quantization(options)}
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a cached load takes seconds; its per-tensor bar is noise
-    try:
-        model = AutoModelForCausalLM.from_pretrained(ref.path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(ref.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load model {ref.name!r} from {ref.path}: {err}") from err
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
+    model, tokenizer = read_pretrained(ref.path, ref.name, trust_remote_code,
+                                       dtype=torch_dtype(options.resolved_dtype(), device), **_quantization(options))
     if quantize in (None, "int8"):
         model = model.to(device)
     if quantize == "int8":
         model = int8_linear(model)
     model.eval()
-    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
