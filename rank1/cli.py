@@ -90,7 +90,8 @@ def rerank(
     traces: Optional[Path] = typer.Option(None, "--traces", help="Write every judgement (score, reasoning, flags) as JSONL."),
     depth: int = typer.Option(100, "--depth", help="Rerank the top DEPTH of each query; the rest stay below in order."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers, vllm, or ctranslate2 "
+                                "(int8 weights on the CPU; pip install 'rank1[ctranslate2]')."),
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
                                        "for the top of each list). Default: the model's best (a shipped student's "
                                        "measured mode), else reasoning."),
@@ -110,7 +111,8 @@ def rerank(
                               "float32; GPU: bfloat16), float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="transformers backend: 4bit or 8bit "
-                                           "(bitsandbytes), int8 (torch dynamic int8, CPU)."),
+                                           "(bitsandbytes), int8 (torch dynamic int8, CPU); the ctranslate2 "
+                                           "backend is int8 already."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
                                                 "(default: the model's); longer prompts are cut and counted."),
     gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
@@ -276,7 +278,8 @@ def serve(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
     served_model_name: list[str] = typer.Option([], "--served-model-name", help="Name a request's 'model' "
                                                 "may give (repeat for more; default: the model's name)."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or vllm."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers, vllm, or ctranslate2 "
+                                "(int8 weights on the CPU; pip install 'rank1[ctranslate2]')."),
     mode: Optional[str] = typer.Option(None, "--mode", help="direct, reasoning or adaptive (default: the model's "
                                        "best); a request may ask for another."),
     budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair (a request may ask for fewer)."),
@@ -286,7 +289,8 @@ def serve(
                                            "documents are truncated and flagged 'truncated'."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (CPU: bfloat16 where it has AMX/AVX512-BF16, else "
                               "float32; GPU: bfloat16), float32, bfloat16, float16."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (transformers backend)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ... (transformers; "
+                                "ctranslate2: cpu or cuda)."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Score cache (default $RANK1_SCORE_CACHE or "
                                          "~/.cache/rank1/scores.sqlite): repeated pairs are not judged again."),

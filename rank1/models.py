@@ -129,14 +129,16 @@ def _sha256(paths: list[Path], label: str, out: Path | None = None) -> tuple[str
     return digest.hexdigest(), size
 
 
-def read_manifest(directory: Path, source_sha256: str | None = None) -> dict[str, Any] | None:
-    """The manifest of a complete cache dir (optionally for that source), else ``None``."""
+def read_manifest(directory: Path, source_sha256: str | None = None,
+                  weights: str = "*.safetensors") -> dict[str, Any] | None:
+    """The manifest of a complete cache dir (optionally for that source, with files matching ``weights``),
+    else ``None``."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     ok = source_sha256 is None or manifest.get("source_sha256") == source_sha256
-    ok = ok and (directory / "config.json").is_file() and any(directory.glob("*.safetensors"))
+    ok = ok and (directory / "config.json").is_file() and any(directory.glob(weights))
     return manifest if ok else None
 
 
@@ -218,8 +220,9 @@ def _gguf_builder(produce: Callable[[Path], Path], keep_gguf: bool) -> Callable[
 
 
 def ensure_cached(name: str, root: Path, sha256: str, source: str, build: Callable[[Path], None],
-                  dtype: str = CACHE_DTYPE) -> Path:
-    """Return ``root/name``, made by ``build(tmp_dir)`` (which saves a model folder there) unless cached.
+                  dtype: str = CACHE_DTYPE, weights: str = "*.safetensors") -> Path:
+    """Return ``root/name``, made by ``build(tmp_dir)`` (which saves a model folder there, with ``config.json``
+    and files matching ``weights``) unless cached.
 
     The work happens in a temporary sibling directory; the manifest (naming ``sha256`` as the source) is
     written last and the directory is renamed into place, so an interrupted build is never mistaken for a
@@ -228,7 +231,7 @@ def ensure_cached(name: str, root: Path, sha256: str, source: str, build: Callab
     from rank1.io.atomic import atomic_folder, atomic_write  # not at the top: rank1.io imports numpy
 
     final = root / name
-    if read_manifest(final, sha256) is not None:
+    if read_manifest(final, sha256, weights) is not None:
         return final
     with atomic_folder(final) as tmp:
         build(tmp)

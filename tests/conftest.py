@@ -113,3 +113,14 @@ def small_model_options(request: pytest.FixtureRequest) -> list[str]:
     except pytest.skip.Exception:
         return ["--model", DEFAULT_MODEL]
     return ["--model", ref.name, "--cache-dir", str(Path(ref.path).parent)]
+
+
+@pytest.fixture(scope="session")
+def sample_pairs() -> list[tuple[str, str]]:
+    """Every passage of the sample collection with a query (30 pairs)."""
+    from rank1.io import read_corpus, read_topics
+
+    sample = REPO_ROOT / "rank1" / "data" / "sample"
+    corpus, topics = read_corpus(sample / "corpus.jsonl"), read_topics(sample / "topics.tsv")
+    queries = list(topics.values())
+    return [(queries[i % len(queries)].full_text, d.full_text) for i, d in enumerate(corpus.values())]

@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 
-from rank1.io import read_corpus, read_topics
-
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "rank1" / "data" / "sample"
 BF16_VS_FP32 = 0.01
 """Most |P(true) difference| between bfloat16 (float32 answers) and float32 in direct mode on the sample."""
 
@@ -30,14 +27,6 @@ def test_store_keys_name_the_float32_answers() -> None:
     assert "answers=" not in engine(dtype="float32") and "answers=" not in engine(quantize="int8")
     vllm = Reranker(mode="direct", backend="vllm", backend_options={"dtype": "bfloat16"}, load=False)
     assert "answers=float32" in vllm.store_settings.engine
-
-
-@pytest.fixture(scope="module")
-def sample_pairs() -> list[tuple[str, str]]:
-    """Every sample passage with a query (30 pairs)."""
-    corpus, topics = read_corpus(SAMPLE_DIR / "corpus.jsonl"), read_topics(SAMPLE_DIR / "topics.tsv")
-    queries = list(topics.values())
-    return [(queries[i % len(queries)].full_text, d.full_text) for i, d in enumerate(corpus.values())]
 
 
 @pytest.fixture(scope="module")

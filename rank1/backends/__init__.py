@@ -16,6 +16,7 @@ from rank1.backends.options import BackendOptions
 BACKENDS: dict[str, str] = {
     "transformers": "rank1.backends.transformers:TransformersBackend",
     "vllm": "rank1.backends.vllm:VLLMBackend",
+    "ctranslate2": "rank1.backends.ctranslate2:CTranslate2Backend",
 }
 
 
@@ -77,10 +78,11 @@ def backend_options(
     """The ``backend_options`` of a :class:`rank1.reranker.RerankerConfig` for ``backend``.
 
     Args:
-        backend: ``transformers`` or ``vllm``.
-        dtype: Both backends.
-        device: transformers only (vLLM runs on its platform's device); ``cpu`` is accepted for both.
-        quantize: transformers only: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU).
+        backend: ``transformers``, ``vllm`` or ``ctranslate2``.
+        dtype: Every backend (ctranslate2: ``auto`` or ``float32``).
+        device: transformers and ctranslate2 (vLLM runs on its platform's device); ``cpu`` is accepted for all.
+        quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU); ctranslate2: ``int8``
+            (its default, the only value).
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
             given (the backend's default).
@@ -106,6 +108,11 @@ def backend_options(
     if given:
         flags = ", ".join(_flag(k) for k in given)
         raise ValueError(f"{flags}: vLLM options, for --backend vllm only")
+    if backend == "ctranslate2":
+        if quantize not in (None, "int8"):
+            raise ValueError(f"--quantize {quantize}: the ctranslate2 backend runs int8 weights (its default); "
+                             "4bit and 8bit are transformers options")
+        return {"dtype": dtype, "device": device}
     return {"dtype": dtype, "device": device, "quantize": quantize}
 
 
