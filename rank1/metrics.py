@@ -8,6 +8,8 @@ Task metrics:
 
 - :func:`paired_accuracy` (NevIR): the share of query pairs where each query ranks its own
   document above the other query's document.
+- :func:`trap_accuracy` (ExcluIR, BoolQuestions NOT): the share of items whose query ranks its answer passage
+  above its trap passage (one on the same topic that the exclusion or negation rules out).
 - :func:`p_mrr` (FollowIR): how much the rank of documents made non-relevant by a changed
   instruction moves down, from -1 (moved up as far as possible) to +1 (moved down as far as
   possible); 0 means no change.
@@ -35,6 +37,9 @@ __all__ = [
     "paired_accuracy",
     "parse_measures",
     "read_nevir_pairs",
+    "read_trap_items",
+    "trap_accuracy",
+    "Trap",
 ]
 
 RunLike = Mapping[str, Mapping[str, float]] | str | Path
@@ -56,6 +61,14 @@ class Pair(NamedTuple):
     doc_a: str
     query_b: str
     doc_b: str
+
+
+class Trap(NamedTuple):
+    """A query, the passage that answers it and a trap passage that must rank below it."""
+
+    query: str
+    answer: str
+    trap: str
 
 
 def parse_measures(names: str | Iterable[str]) -> list[Any]:
@@ -214,6 +227,48 @@ def read_nevir_pairs(path: str | Path) -> tuple[dict[str, Query], dict[str, Docu
             )
         pairs.append(Pair(f"{pid}_q1", f"{pid}_doc1", f"{pid}_q2", f"{pid}_doc2"))
     return topics, corpus, pairs
+
+
+def read_trap_items(path: str | Path) -> tuple[dict[str, Query], dict[str, Document], list[Trap]]:
+    """Read answer-vs-trap items (ExcluIR / BoolQuestions JSONL: ``id``, ``query``, ``doc1``, ``doc2`` and
+    ``answer_doc`` naming which of them answers, ``"doc1"`` or ``"doc2"``).
+
+    Returns:
+        ``(topics, corpus, items)``, ids ``{id}`` for the query and ``{id}_answer`` / ``{id}_trap`` for the
+        passages.
+
+    Raises:
+        InputError: Invalid JSON, a missing field, a bad ``answer_doc`` or an id used twice.
+    """
+    topics: dict[str, Query] = {}
+    corpus: dict[str, Document] = {}
+    items: list[Trap] = []
+    for lineno, line in iter_content_lines(path):
+        obj = parse_json_object(path, lineno, line)
+        qid = json_id(obj, "id", path, lineno)
+        if qid in topics:
+            raise InputError(path, lineno, f"duplicate item id {qid!r}")
+        answer = json_str(obj, "answer_doc", path, lineno)
+        if answer not in ("doc1", "doc2"):
+            raise InputError(path, lineno, f"answer_doc must be doc1 or doc2, not {answer!r}")
+        trap = "doc2" if answer == "doc1" else "doc1"
+        topics[qid] = Query(qid, json_str(obj, "query", path, lineno).strip())
+        for role, field in (("answer", answer), ("trap", trap)):
+            corpus[f"{qid}_{role}"] = Document(f"{qid}_{role}", json_str(obj, field, path, lineno).strip())
+        items.append(Trap(qid, f"{qid}_answer", f"{qid}_trap"))
+    return topics, corpus, items
+
+
+def trap_accuracy(run: Mapping[str, Mapping[str, float]], items: Sequence[Trap | tuple[str, str, str]]) -> float:
+    """The share of items whose query scores the answer passage strictly above the trap (a missing answer
+    counts as wrong, a missing trap as below the answer).
+
+    Raises:
+        ValueError: No item is given.
+    """
+    if not items:
+        raise ValueError("trap_accuracy needs at least one item")
+    return sum(_beats(run.get(q, {}), answer, trap) for q, answer, trap in items) / len(items)
 
 
 def _ranks(scores: Mapping[str, float]) -> dict[str, int]:

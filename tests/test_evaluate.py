@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rank1.metrics import Pair, PerQuery, evaluate, p_mrr, paired_accuracy, parse_measures, read_nevir_pairs
+from rank1.metrics import (Pair, PerQuery, Trap, evaluate, p_mrr, paired_accuracy, parse_measures, read_nevir_pairs,
+                           read_trap_items, trap_accuracy)
 from rank1.io import read_corpus, read_qrels, read_rankllm, read_run, read_topics, write_run
 
 QRELS = {"q1": {"d1": 2, "d2": 0, "d3": 1}, "q2": {"d4": 1}, "q3": {"d7": 1}}
@@ -150,3 +151,36 @@ def test_package_exports_the_evaluate_function_not_a_module() -> None:
 
     code = "from rank1 import evaluate, paired_accuracy; print(callable(evaluate) and callable(paired_accuracy))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "True\n"
+
+
+TRAP_ITEMS = """\
+{"id": "x1", "query": "rivers of Peru, excluding the Amazon", "doc1": "The Amazon ...", "doc2": "The Urubamba ...", "answer_doc": "doc2"}
+{"id": "x2", "query": "dogs, not cats", "doc1": "Dogs bark.", "doc2": "Cats purr.", "answer_doc": "doc1"}
+"""
+
+
+def test_trap_items_and_accuracy_by_hand(make_file) -> None:
+    topics, corpus, items = read_trap_items(make_file("traps.jsonl", TRAP_ITEMS))
+    assert items == [Trap("x1", "x1_answer", "x1_trap"), Trap("x2", "x2_answer", "x2_trap")]
+    assert corpus["x1_answer"].text == "The Urubamba ..." and corpus["x2_trap"].text == "Cats purr."
+    assert topics["x2"].text == "dogs, not cats"
+    run = {"x1": {"x1_answer": 0.9, "x1_trap": 0.2}, "x2": {"x2_answer": 0.5, "x2_trap": 0.5}}
+    assert trap_accuracy(run, items) == 0.5  # a tie is not a win
+    assert trap_accuracy({"x1": {"x1_answer": 0.1}}, items) == 0.5  # a missing trap ranks below
+    with pytest.raises(ValueError):
+        trap_accuracy(run, [])
+
+
+def test_trap_items_reject_a_bad_answer_field(make_file) -> None:
+    from rank1.io.errors import InputError
+
+    bad = make_file("bad.jsonl", '{"id": "a", "query": "q", "doc1": "d", "doc2": "e", "answer_doc": "doc3"}\n')
+    with pytest.raises(InputError, match="bad.jsonl:1"):
+        read_trap_items(bad)
+
+
+def test_real_excluir_and_boolquestions(shared_data: Path) -> None:
+    for name, n in (("excluir_manual_1000_seed42.jsonl", 1000), ("boolquestions_not_323.jsonl", 323)):
+        topics, corpus, items = read_trap_items(shared_data / "excluir_boolq" / name)
+        assert len(items) == len(topics) == n and len(corpus) == 2 * n
+        assert all(corpus[i.answer].text != corpus[i.trap].text for i in items)
