@@ -237,6 +237,33 @@ def contrast(
     body()
 
 
+@app.command("contrast-traces")
+def contrast_traces(
+    groups: Path = typer.Argument(..., help="Groups JSONL from `rank1 distill contrast` (--out or --dev-out)."),
+    out_path: Path = typer.Option(..., "--out", help="Traces JSONL to write (`rank1 distill train` reads it)."),
+    per_group: int = typer.Option(1, "--per-group", help="Ordinary negatives per group beside the contrast ones."),
+    examples: int = typer.Option(0, "--examples", help="Also print N random traces, readable."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the wording variants and of the negatives drawn."),
+) -> None:
+    """Reasoning traces for contrast groups, by template: each names the negation or exclusion it turns on."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.contrast_traces import contrast_traces as make, counts_text, examples_text
+        from distill.msmarco import read_groups
+        from distill.records import write_traces
+
+        if per_group < 0:
+            raise ValueError("--per-group must be >= 0")
+        made = make(read_groups(groups), per_group, seed)
+        write_traces(out_path, made.traces)
+        typer.echo(counts_text(made) + f"  -> {out_path}")
+        if examples:
+            typer.echo("\n" + examples_text(made.traces, examples, seed))
+
+    body()
+
+
 @app.command()
 def rationales(
     data: Path = typer.Option(..., "--data", help="Folder with the MS MARCO files (shared/data/msmarco_train)."),

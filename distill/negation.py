@@ -129,6 +129,12 @@ def is_yes_no(query: str, answers: str = "") -> bool:
     return bool(first and first[0] in _YES_NO) or bool(re.match(r"\s*(yes|no)\b", answers, re.I))
 
 
+def negation_cue(text: str) -> str | None:
+    """The first negation cue of ``text`` (``not``, ``no``, ``never``, ``cannot``, ``n't``, ...), or None."""
+    m = _NEGATION.search(text)
+    return m.group(0) if m else None
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each sentence of ``text``."""
     cuts = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text) + 1]

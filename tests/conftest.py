@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,33 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data not found: real evaluation data is only in the rank1 workplace")
     return path
+
+
+_WATCHING: list[list[str]] = []  # the lists of opened paths being collected (see ``opened_files``)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _WATCHING and event == "open" and isinstance(args[0], (str, bytes, Path)):
+        _WATCHING[-1].append(str(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+@contextmanager
+def _watch_opens() -> Iterator[list[str]]:
+    opened: list[str] = []
+    _WATCHING.append(opened)
+    try:
+        yield opened
+    finally:
+        _WATCHING.remove(opened)
+
+
+@pytest.fixture
+def opened_files() -> Callable[[], Any]:
+    """A context manager collecting the paths of the files opened inside it (a list, filled as they are)."""
+    return _watch_opens
 
 
 @pytest.fixture

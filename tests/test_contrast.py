@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from rank1.cli import app
 from rank1.retrieve.tokenize import Tokenizer
 
 STEMS = Tokenizer().tokenize
-_OPENED: list[str] = []
-_WATCH = [False]
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _WATCH[0] and event == "open" and isinstance(args[0], (str, bytes, Path)):
-        _OPENED.append(str(args[0]))
-
-
-sys.addaudithook(_audit)
 
 
 # -- the rewrite rules ----------------------------------------------------------------------------------------
@@ -258,15 +247,12 @@ def test_build_on_a_small_folder_and_the_cli(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown rules" in bad.output
 
 
-def test_real_data(shared_data: Path, tmp_path: Path) -> None:
+def test_real_data(shared_data: Path, tmp_path: Path, opened_files) -> None:
     if not (shared_data / "condaqa").is_dir():
         pytest.skip("../shared/data/condaqa not found")
-    _WATCH[0] = True
-    try:
+    with opened_files() as seen:
         made = build_contrast(shared_data)
-    finally:
-        _WATCH[0] = False
-    opened = [p for p in _OPENED if str(shared_data) in str(Path(p).resolve())]
+    opened = [p for p in seen if str(shared_data) in str(Path(p).resolve())]
     assert opened and not [p for p in opened if "derived_test" in p or "excluir" in p]  # test sets never read
     assert len(made.train) >= 1500 and {g.source for g in made.train} >= {"negate-answer", "exclude",
                                                                           "exclude-pair", "condaqa-flip"}
