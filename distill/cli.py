@@ -322,22 +322,36 @@ def train_labels(
                                    "`rank1 distill contrast` groups beside MS MARCO ones."),
     grow: bool = typer.Option(False, "--grow", help="With --init-adapter: more blocks (--layers) than it has; "
                               "the extra adapters start fresh, so training starts at its model."),
+    traces: list[Path] = typer.Option([], "--traces", help="Reasoning traces JSONL (repeatable): each step also "
+                                      "trains on some, so the adapter serves reasoning mode too."),
+    trace_weight: float = typer.Option(0.5, "--trace-weight", help="Weight of the trace loss beside the direct loss."),
+    traces_per_step: int = typer.Option(2, "--traces-per-step", help="Trace rows per optimiser step."),
+    max_trace_tokens: int = typer.Option(384, "--max-trace-tokens",
+                                         help="Cut trace rows to about N tokens (the passage, never the reasoning)."),
 ) -> None:
-    """Train the labels student: the direct-mode score on query groups (listwise + pointwise loss), LoRA."""
+    """Train the labels student: the direct-mode score on query groups (listwise + pointwise loss), LoRA;
+    with --traces, its reasoning too (token cross-entropy on the traces' completions)."""
 
     @fail_cleanly
     def body() -> None:
         from distill.direct_train import DirectTrainConfig, train_direct
+        from distill.joint import read_answered
 
         cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
                                 dtype=dtype, save_steps=save_steps, seed=seed,
-                                init_adapter=str(init_adapter) if init_adapter else None, grow=grow)
+                                init_adapter=str(init_adapter) if init_adapter else None, grow=grow,
+                                trace_weight=trace_weight, traces_per_step=traces_per_step,
+                                max_trace_tokens=max_trace_tokens)
         rows = _groups_after(groups, skip_groups, mix)
-        result = train_direct(rows, model, out_path, cfg, echo=_echo,
-                              extra_meta={"groups_file": str(groups), "skip_groups": skip_groups,
-                                          "mix_files": [str(m) for m in mix]})
+        answered = read_answered(traces)
+        meta = {"groups_file": str(groups), "skip_groups": skip_groups, "mix_files": [str(m) for m in mix]}
+        result = train_direct(rows, model, out_path, cfg, echo=_echo, traces=answered,
+                              extra_meta={**meta, "trace_files": [str(t) for t in traces]} if traces else meta)
         first, last = (result.losses[0][1], result.losses[-1][1]) if result.losses else (float("nan"),) * 2
+        if result.loss_parts:
+            typer.echo(f"{result.trace_rows} traces, trace loss {result.loss_parts[0][2]:.4f} -> "
+                       f"{result.loss_parts[-1][2]:.4f}")
         typer.echo(f"{result.rows} groups, {result.steps} steps, loss {first:.4f} -> {last:.4f}, "
                    f"{result.pairs_per_second:.2f} pairs/s, {result.seconds:.0f}s"
                    + (f" (resumed from {result.resumed_from})" if result.resumed_from else "") + f" -> {out_path}")

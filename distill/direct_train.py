@@ -14,7 +14,8 @@ pass keeping only the last position's logits, and minimises
 It runs on transformers' ``Trainer`` with a peft LoRA adapter, saving a checkpoint every ``save_steps``
 optimiser steps; calling :func:`train_direct` again with the same ``out_dir`` resumes from the newest one
 (weights, optimiser, schedule, data position, RNG). The dtype follows the CPU
-(:func:`distill.lora.train_dtype`).
+(:func:`distill.lora.train_dtype`). Given reasoning traces, each step also trains on a few of them
+(:mod:`distill.joint`), so that one adapter serves both modes.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from distill.joint import JointTraces, TraceCollator, loss_parts
 from distill.lora import TrainResult, latest_checkpoint, lora_model, loss_history, silenced, step_echo, train_dtype
 from distill.msmarco import Group
+from distill.records import Trace
+
+_JOINT_FIELDS = ("trace_rows", "traces_drawn", "loss_parts")  # in train_log.json only when traces were given
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class DirectTrainConfig:
             schedule on top of an earlier phase.
         grow: With ``init_adapter``: these settings may put adapters on more blocks or layers than it has (same
             rank); the extra ones start fresh (B = 0), so training starts exactly at ``init_adapter``'s model.
+        trace_weight: With traces (joint training, :mod:`distill.joint`): weight of their loss.
+        traces_per_step: With traces: trace rows per optimiser step.
+        max_trace_tokens: With traces: rows are cut to about this many tokens (the passage is cut).
     """
 
     lora_rank: int = 16
@@ -74,6 +82,9 @@ class DirectTrainConfig:
     template: str = "rank1"
     init_adapter: str | None = None
     grow: bool = False
+    trace_weight: float = 0.5
+    traces_per_step: int = 2
+    max_trace_tokens: int = 384
 
 
 class _GroupData:
@@ -145,10 +156,14 @@ def direct_loss(diff: Any, labels: Any, group_size: Any, pointwise_weight: float
 @dataclass
 class DirectTrainResult(TrainResult):
     """A :class:`~distill.lora.TrainResult` (``rows``: groups) plus the training speed and the indices of the
-    groups trained on, in order (both for this process only: after a resume, from the resume point on)."""
+    groups trained on, in order (both for this process only: after a resume, from the resume point on); with
+    traces also their number, the trace rows trained on (this process) and ``(step, direct, trace)`` losses."""
 
     pairs_per_second: float = 0.0
     groups_drawn: list[int] = field(default_factory=list)
+    trace_rows: int = 0
+    traces_drawn: list[int] = field(default_factory=list)
+    loss_parts: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 def training_arguments(config: DirectTrainConfig, n_groups: int, output_dir: str | Path, cuda: bool, dtype: str,
@@ -201,8 +216,11 @@ def drawn_groups(n_groups: int, config: DirectTrainConfig) -> list[int]:
 
 def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
                  config: DirectTrainConfig = DirectTrainConfig(), echo: Callable[[str], None] | None = print,
-                 extra_meta: dict[str, Any] | None = None) -> DirectTrainResult:
+                 extra_meta: dict[str, Any] | None = None, traces: Sequence[Trace] = ()) -> DirectTrainResult:
     """Train (or resume training) the labels student's LoRA adapter; save it in ``out_dir``.
+
+    With ``traces`` each step also trains on ``config.traces_per_step`` reasoning rows (:mod:`distill.joint`),
+    so the adapter learns reasoning mode too; without them the run is the plain labels student's.
 
     Args:
         groups: Training groups, in training order.
@@ -211,6 +229,7 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         config: Training settings.
         echo: Called with one line per logged step.
         extra_meta: Merged into ``train_log.json`` (e.g. data preparation counts).
+        traces: Reasoning traces with an answer, for joint training (empty: none).
     """
     import torch
     from transformers import Trainer
@@ -231,7 +250,11 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
                        config.layers, seed=config.seed, init_adapter=config.init_adapter, grow=config.grow)
     collator = GroupCollator(tokenizer, config.template, config.max_passage_tokens)
     true_id, false_id = collator.answer_ids
-    result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype})
+    result = DirectTrainResult(str(out), rows=len(groups), config={**asdict(config), "dtype": dtype},
+                               trace_rows=len(traces))
+    joint = JointTraces(traces, TraceCollator(tokenizer, config.template, config.max_passage_tokens,
+                                              config.max_trace_tokens),
+                        config.trace_weight, config.traces_per_step, config.seed) if traces else None
     pairs_seen = [0]
 
     class _Trainer(Trainer):
@@ -243,7 +266,14 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
             diff = (logits[:, true_id] - logits[:, false_id]).float()
             pairs_seen[0] += len(labels)
             loss = direct_loss(diff, labels, sizes, config.pointwise_weight)
+            if joint is not None:
+                loss = joint.add(model, loss, self.state.global_step)
             return (loss, {"diff": diff}) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            if joint is not None:
+                joint.annotate(logs)
+            super().log(logs, *args, **kwargs)
 
     args = training_arguments(config, len(groups), out / "checkpoints", cuda, dtype)
 
@@ -258,9 +288,12 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
     result.seconds = timer.seconds
     result.pairs_per_second = pairs_seen[0] / max(result.seconds, 1e-9)
     result.losses = loss_history(trainer)
+    if joint is not None:
+        result.traces_drawn, result.loss_parts = joint.drawn, loss_parts(trainer)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     meta = {"kind": "labels-student", "base_model": base_model, "base_fingerprint": ref.fingerprint,
-            **(extra_meta or {}), **{k: v for k, v in asdict(result).items() if k != "adapter_dir"}}
+            **(extra_meta or {}), **{k: v for k, v in asdict(result).items()
+                                     if k != "adapter_dir" and (traces or k not in _JOINT_FIELDS)}}
     (out / "train_log.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return result

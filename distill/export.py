@@ -54,7 +54,11 @@ def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "
     cfg = log.get("config", {})
     losses = log.get("losses", [])
     span = f"{losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if losses else "not logged"
-    if log.get("kind") == "labels-student":
+    if log.get("kind") == "labels-student" and log.get("trace_rows"):
+        target = ("both modes: listwise softmax + weighted pointwise BCE on the direct-mode score of query groups, "
+                  f"plus {cfg.get('trace_weight')} x token cross-entropy on the completions (reasoning, answer) of "
+                  f"{cfg.get('traces_per_step')} of {log['trace_rows']} traces a step (distill.joint)")
+    elif log.get("kind") == "labels-student":
         target = ("answer only, no reasoning: listwise softmax over each query group's l_true - l_false plus "
                   "weighted pointwise BCE, on the direct-mode score (distill.direct_train)")
     else:

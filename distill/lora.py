@@ -135,14 +135,16 @@ def silenced(trainer: Any) -> Any:
 
 def step_echo(echo: Callable[[str], None] | None, suffix: Callable[[], str] | None = None) -> Any:
     """A ``TrainerCallback`` that calls ``echo`` with one line per logged step: step, loss, learning rate and
-    ``suffix()`` (e.g. the throughput). NaN losses (steps without a loss) are not echoed."""
+    ``suffix()`` (e.g. the throughput). Parts of the loss the log names ``<part>_loss`` follow it in
+    parentheses (e.g. ``(direct 0.61, trace 1.93)``). NaN losses (steps without a loss) are not echoed."""
     from transformers import TrainerCallback
 
     class StepEcho(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if echo and logs and "loss" in logs and not math.isnan(float(logs["loss"])):
+                parts = ", ".join(f"{k[:-5]} {float(v):.4f}" for k, v in logs.items() if k.endswith("_loss"))
                 line = (f"step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}"
-                        f"  lr {float(logs.get('learning_rate', 0)):.2e}")
+                        + (f" ({parts})" if parts else "") + f"  lr {float(logs.get('learning_rate', 0)):.2e}")
                 echo(line + (f"  {suffix()}" if suffix else ""))
 
     return StepEcho()
