@@ -35,20 +35,32 @@ if TYPE_CHECKING:
     from rank1.store import ScoreStore
 
 
-def select_for_reasoning(scores: Sequence[float], top: int, band: float) -> list[int]:
+def select_for_reasoning(scores: Sequence[float], top: int, band: float, window: int | None = None,
+                         spread: float = 0.0) -> list[int]:
     """Indices (ascending) of the pairs of one query that deserve reasoning.
 
     Args:
         scores: Direct-mode P(true) of the query's pairs.
         top: Re-judge the ``top`` highest-scoring pairs (ties: the earlier pair first).
         band: Also re-judge every pair with ``|P(true) - 0.5| <= band``.
+        window: The band and spread criteria look only at the ``window`` highest-scoring pairs (``None``: at
+            every pair).
+        spread: Also re-judge those pairs when the query's direct scores span less than ``spread``
+            (``max - min``): direct mode cannot tell them apart. 0: never.
 
     Example:
         >>> select_for_reasoning([0.9, 0.1, 0.55, 0.7], top=1, band=0.1)
         [0, 2]
+        >>> select_for_reasoning([0.9, 0.1, 0.55, 0.7], top=0, band=0.1, window=1)
+        []
+        >>> select_for_reasoning([0.62, 0.6, 0.58], top=0, band=0.0, window=2, spread=0.05)
+        [0, 1]
     """
     order = [i for i, _ in best_first(enumerate(scores))]
-    chosen = set(order[:top]) | {i for i, s in enumerate(scores) if abs(s - 0.5) <= band}
+    head = order if window is None else order[:window]
+    chosen = set(order[:top]) | {i for i in head if abs(scores[i] - 0.5) <= band}
+    if scores and max(scores) - min(scores) < spread:
+        chosen.update(head)
     return sorted(chosen)
 
 

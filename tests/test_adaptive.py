@@ -26,6 +26,25 @@ def test_select_for_reasoning(scores: list[float], top: int, band: float, expect
     assert select_for_reasoning(scores, top, band) == expected
 
 
+
+@pytest.mark.parametrize(
+    ("scores", "window", "band", "spread", "expected"),
+    [
+        ([0.9, 0.1, 0.55, 0.45], 2, 0.1, 0.0, [2]),  # the band only within the 2 best (0.9, 0.55)
+        ([0.9, 0.1, 0.55, 0.45], None, 0.1, 0.0, [2, 3]),
+        ([0.62, 0.6, 0.58], 2, 0.0, 0.05, [0, 1]),  # flat query: its head is reasoned
+        ([0.62, 0.6, 0.58], 2, 0.0, 0.04, []),  # spread 0.04 is not below 0.04
+        ([0.62, 0.6, 0.58], None, 0.0, 0.05, [0, 1, 2]),
+        ([0.7, 0.7], 1, 0.0, 0.01, [0]),  # ties: the earlier pair heads the list
+        ([], 3, 0.5, 1.0, []),
+    ],
+)
+def test_select_for_reasoning_window_and_spread(scores: list[float], window: int | None, band: float,
+                                                spread: float, expected: list[int]) -> None:
+    """``window`` limits the band and spread criteria to the head of the list; ``spread`` reasons on the
+    head of a query whose direct scores are too close to rank."""
+    assert select_for_reasoning(scores, 0, band, window=window, spread=spread) == expected
+
 @pytest.mark.parametrize("overrides", [{"adaptive_top": -1}, {"adaptive_band": 0.7}, {"mode": "adaptiv"},
                                        {"mode": "reasoning", "direct_blend": 1.5},
                                        {"mode": "direct", "direct_blend": 0.3}])
