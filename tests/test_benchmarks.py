@@ -54,6 +54,26 @@ def test_budget_script(run_script, tmp_path: Path) -> None:
     assert (tmp_path / "budget.py.png").stat().st_size > 0
 
 
+
+def test_ttc_script(run_script, tmp_path: Path) -> None:
+    """The test-time-compute curve end to end on one query / item per collection: every point, the policy chosen
+    on the dev split, full coverage, budget-forcing stats; a rerun reads everything from the store."""
+    args = ("--limit-queries", "1", "--depth", "2", "--budgets", "4", "8", "--collections", "dl19,nevir,boolq",
+            "--choose-policy", "--slice-pairs", "2")
+    report = run_script("ttc.py", *args)
+    rows = {(r["collection"], r["point"]): r for r in report["rows"]}
+    assert set(rows) == {(c, p) for c in ("dl19", "nevir", "boolq") for p in ("direct", "adaptive", "b4", "b8")}
+    assert all(r["coverage"] == 1.0 and r["quality"] is not None for r in rows.values())
+    assert rows[("nevir", "direct")]["pairs_planned"] == 4 and rows[("boolq", "b4")]["pairs_planned"] == 2
+    assert rows[("dl19", "b4")]["gen_tokens_per_pair"] <= 4 and rows[("dl19", "b4")]["pairs_at_both"] == 2
+    assert rows[("dl19", "b8")]["diff_vs_direct"]["units"] == 1 and "agree_with_max_budget" not in rows[("dl19", "b8")]
+    (policy,) = report["policies"].values()
+    assert policy["chosen_on"].startswith("msmarco-dev: 1 held-out") and "policy" in policy["chosen"]
+    assert (tmp_path / "ttc.py.png").stat().st_size > 0
+    again = run_script("ttc.py", *args)
+    assert all(r["cached_at_start"] == r["pairs_judged"] for r in again["rows"])
+    assert [r["timing"] for r in again["rows"]] == [r["timing"] for r in report["rows"]]
+
 def test_speed_script(run_script) -> None:
     report = run_script("speed.py", "--pairs", "4", "--depth", "2", "--variants", "reference,transformers",
                         "--reference-pairs", "1")  # rounded up to the first query's 2 pairs
