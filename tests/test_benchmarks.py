@@ -74,6 +74,7 @@ def test_ttc_script(run_script, tmp_path: Path) -> None:
     assert all(r["cached_at_start"] == r["pairs_judged"] for r in again["rows"])
     assert [r["timing"] for r in again["rows"]] == [r["timing"] for r in report["rows"]]
 
+
 def test_speed_script(run_script) -> None:
     report = run_script("speed.py", "--pairs", "4", "--depth", "2", "--variants", "reference,transformers",
                         "--reference-pairs", "1")  # rounded up to the first query's 2 pairs
