@@ -46,13 +46,14 @@ def collections(queries: int, depth: int, nevir_pairs: int,
             continue
         c = load_trec_dl(name, queries)
         run = {q: {d: c.run[q][d] for d in top(docs, depth)} for q, docs in c.run.items()}
-        out[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "depth": depth,
+        out[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "depth": depth, "qrels": c.qrels,
                      "metric": "nDCG@10", "measure": lambda r, qrels=c.qrels: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]}
     if nevir_pairs and "nevir" in names:
         topics, corpus, pairs = read_nevir_pairs(NEVIR_TEST)
         pairs = pairs[:nevir_pairs]
         run = {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)}
-        out["nevir"] = {"run": run, "corpus": corpus, "topics": topics, "depth": 2, "metric": "paired_accuracy",
+        out["nevir"] = {"run": run, "corpus": corpus, "topics": topics, "depth": 2, "pairs": pairs,
+                        "metric": "paired_accuracy",
                         "measure": lambda r, pairs=pairs: paired_accuracy(r, pairs)}
     return out
 

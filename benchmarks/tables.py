@@ -196,11 +196,41 @@ def speed_cpu() -> str:
     return table(header, rows)
 
 
+def quantized() -> str:
+    """Quantized CPU paths against the exact ones (benchmarks/quantized.py): quality, paired differences to
+    float32, direct and reasoning speed, on one machine."""
+    report = result("quantized.json")
+    rows = []
+    for variant, v in report["variants"].items():
+        quality = v.get("quality", {})
+        cells = []
+        for name in (*DL, "nevir"):
+            q = quality.get(name)
+            if q is None:
+                cells.append("not measured")
+                continue
+            value = q.get("nDCG@10", q.get("paired_accuracy"))
+            diff = (f" ({points(q['diff_vs_float32'])} {interval(q['diff_ci95_vs_float32'])})"
+                    if "diff_vs_float32" in q else "")
+            cells.append(num(value) + diff)
+        for label in ("native", "avx2"):
+            row = v.get("speed", {}).get(label, {})
+            reasoning = row.get("reasoning")
+            cells.append(f"{row['direct_pairs_per_second']:.2f}" if row else "not measured")
+            cells.append(f"{reasoning['pairs_per_second']:.2f} / {reasoning['generated_tokens_per_second']:.1f}"
+                         if reasoning else "not measured")
+        rows.append([f"{variant} (`{v.get('backend', '?')}`)", *cells])
+    header = ["variant", "DL19 nDCG@10", "DL20 nDCG@10", "NevIR paired accuracy", "direct pairs/s",
+              "reasoning pairs/s / gen. tok/s", "direct pairs/s, AVX2 only", "reasoning, AVX2 only"]
+    return table(header, rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
     "speed-cpu": speed_cpu,
+    "quantized": quantized,
 }
 
 

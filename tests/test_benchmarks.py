@@ -75,6 +75,19 @@ def test_ttc_script(run_script, tmp_path: Path) -> None:
     assert [r["timing"] for r in again["rows"]] == [r["timing"] for r in report["rows"]]
 
 
+def test_quantized_script(run_script) -> None:
+    pytest.importorskip("ctranslate2")
+    report = run_script("quantized.py", "--variants", "float32,ct2-int8", "--queries", "1", "--depth", "2",
+                        "--nevir-pairs", "1", "--speed-pairs", "2", "--reasoning-model", "smollm2-135m",
+                        "--reasoning-pairs", "2", "--budget", "4")
+    ct2 = report["variants"]["ct2-int8"]
+    assert ct2["engine"].startswith("ctranslate2 compute_type=int8") and ct2["quality"]["nevir"]["judgements"] == 4
+    assert "diff_ci95_vs_float32" in ct2["quality"]["dl19"] and "diff_vs_float32" not in report["variants"][
+        "float32"]["quality"]["dl19"]
+    native = ct2["speed"]["native"]
+    assert native["direct_pairs_per_second"] > 0 and native["reasoning"]["generated_tokens_per_pair"] <= 4
+
+
 def test_speed_script(run_script) -> None:
     report = run_script("speed.py", "--pairs", "4", "--depth", "2", "--variants", "reference,transformers",
                         "--reference-pairs", "1")  # rounded up to the first query's 2 pairs

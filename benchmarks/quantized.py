@@ -1,0 +1,161 @@
+"""Quantized CPU paths against the exact ones, side by side on one machine (issue 34).
+
+Not a test. Each variant is a backend with its options:
+
+  float32      transformers, float32: the exact path.
+  bfloat16     transformers, bfloat16 with float32 answers (what ``dtype=auto`` gives on CPUs with bf16 units; on
+               an AVX2-only CPU torch emulates it, slowly).
+  torch-int8   transformers, ``quantize=int8``: torch's dynamic int8 linear layers (per-tensor weights).
+  ct2-int8     ctranslate2, ``compute_type=int8``: int8 weights per output channel (``--backend ctranslate2``).
+
+Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
+at different times and speed can be measured with the CPU to itself):
+
+* ``quality``: the default model in direct mode on DL19/DL20 BM25 top ``--depth`` of every judged query
+  (nDCG@10) and the first ``--nevir-pairs`` NevIR test pairs (paired accuracy); against float32 the paired
+  difference with a 95% bootstrap interval (queries, resp. pairs, resampled). Judgements go through the score
+  store, so the part resumes.
+* ``speed``: direct mode on the first ``--speed-pairs`` DL19 pairs and reasoning mode (``--reasoning-model`` at
+  budget ``--budget``) on the first ``--reasoning-pairs``; no store; pairs/s and generated tokens/s, under
+  ``--speed-label`` (run it again with the libraries limited to AVX2 to time an AVX2-only CPU on this one).
+
+Example::
+
+    python -m benchmarks.quantized --parts quality --out benchmarks/results/quantized.json
+    python -m benchmarks.quantized --parts speed --out benchmarks/results/quantized.json
+    CT2_FORCE_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python -m benchmarks.quantized --parts speed --variants float32,torch-int8,ct2-int8 --speed-label avx2 \
+        --out benchmarks/results/quantized.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import header, write_json
+from benchmarks.budget import collections
+from benchmarks.student import bootstrap_ci, per_query
+from rank1.hardware import cpu_dtype_choice
+from rank1.reranker import Reranker, RerankerConfig
+from rank1.results import reweight
+from rank1.store import ScoreStore, default_store_path
+
+ISA_ENV = ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+           "RANK1_CPU_DTYPE")
+"""Environment variables that limit the instruction sets the libraries use (to time an AVX2-only CPU here)."""
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "float32": ("transformers", {"dtype": "float32"}),
+    "bfloat16": ("transformers", {"dtype": "bfloat16"}),
+    "torch-int8": ("transformers", {"quantize": "int8"}),
+    "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
+}
+
+
+def reranker(variant: str, **settings: Any) -> Reranker:
+    """A reranker of ``variant`` (``model=None``: rank1's default)."""
+    backend, options = VARIANTS[variant]
+    settings = {k: v for k, v in settings.items() if not (k == "model" and v is None)}
+    return Reranker(RerankerConfig(fusion_weight=0.0, backend=backend, backend_options=options, **settings))
+
+
+def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str, str]]) -> dict[str, float]:
+    """1.0 per NevIR pair that both its queries get right, else 0.0 (keyed by the pair's first query)."""
+    from rank1.metrics import paired_accuracy
+
+    return {qa: paired_accuracy(run, [(qa, da, qb, db)]) for qa, da, qb, db in pairs}
+
+
+def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], store: ScoreStore,
+            report: dict[str, Any]) -> None:
+    """Judge every collection with ``variant`` in direct mode; record quality and the paired difference to
+    float32 (which must come first)."""
+    entry = report["variants"].setdefault(variant, {})
+    with reranker(variant, model=model, mode="direct", batch_size=8) as r:
+        entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1], engine=r.store_settings.engine,
+                     model=r.meta["model"])
+        for name, c in data.items():
+            result = r.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
+            ranked = reweight(result, c["run"], 0.0)
+            units = pair_hits(ranked, c["pairs"]) if "pairs" in c else per_query(ranked, c["qrels"])
+            row: dict[str, Any] = {c["metric"]: c["measure"](ranked), "judgements": sum(map(len, ranked.values()))}
+            reference = report["variants"].get("float32", {}).get("units", {}).get(name)
+            if variant != "float32" and reference:
+                row["diff_vs_float32"] = sum(units[u] - reference[u] for u in units) / len(units)
+                row["diff_ci95_vs_float32"] = bootstrap_ci(units, reference)
+            entry.setdefault("quality", {})[name] = row
+            entry.setdefault("units", {})[name] = units
+            print(variant, name, row, flush=True)
+
+
+def speed(variant: str, args: argparse.Namespace, data: dict[str, dict[str, Any]], report: dict[str, Any]) -> None:
+    """Direct pairs/s on DL19 pairs, and reasoning pairs/s and generated tokens/s, without the store; recorded
+    under ``speed[args.speed_label]`` with the ISA limits in force (the environment variables that set them)."""
+    c = data["dl19"]
+    pairs = [(c["topics"][q].full_text, c["corpus"][d].full_text) for q, docs in c["run"].items() for d in docs]
+    row: dict[str, Any] = {"isa_env": {k: v for k, v in os.environ.items() if k in ISA_ENV}}
+    with reranker(variant, model=args.model, mode="direct", batch_size=8) as r:
+        r.score(pairs[:8])  # warm up (first-call allocations, one-time conversions)
+        start = time.perf_counter()
+        r.score(pairs[: args.speed_pairs])
+        row["direct_pairs_per_second"] = round(args.speed_pairs / (time.perf_counter() - start), 3)
+    if args.reasoning_pairs:
+        with reranker(variant, model=args.reasoning_model, mode="reasoning", budget=args.budget, batch_size=8) as r:
+            r.score(pairs[:2])
+            start = time.perf_counter()
+            judged = r.score(pairs[: args.reasoning_pairs])
+            seconds = time.perf_counter() - start
+            tokens = sum(j.generated_tokens for j in judged)
+            row["reasoning"] = {"model": args.reasoning_model, "budget": args.budget, "pairs": len(judged),
+                                "pairs_per_second": round(len(judged) / seconds, 3),
+                                "generated_tokens_per_second": round(tokens / seconds, 2),
+                                "generated_tokens_per_pair": round(tokens / len(judged), 1),
+                                "fallbacks": sum(j.fallback for j in judged)}
+    entry = report["variants"].setdefault(variant, {})
+    entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1])
+    entry.setdefault("speed", {})[args.speed_label] = row
+    print(variant, args.speed_label, row, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--parts", default="quality,speed")
+    ap.add_argument("--model", default=None, help="the direct-mode model (default: rank1's default)")
+    ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--nevir-pairs", type=int, default=300)
+    ap.add_argument("--speed-pairs", type=int, default=200)
+    ap.add_argument("--reasoning-model", default="rank1-0.5b-reasoning")
+    ap.add_argument("--reasoning-pairs", type=int, default=16)
+    ap.add_argument("--budget", type=int, default=128)
+    ap.add_argument("--speed-label", default="native", help="where the speed rows go, e.g. avx2 for a run under "
+                    "CT2_FORCE_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 ...")
+    ap.add_argument("--store", default=str(default_store_path()))
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    data = collections(args.queries, args.depth, args.nevir_pairs)
+    report: dict[str, Any] = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"variants": {}}
+    choice = cpu_dtype_choice()
+    report.update(header(), depth=args.depth, nevir_pairs=args.nevir_pairs, auto_dtype=choice.dtype,
+                  auto_reason=choice.reason)
+    variants = args.variants.split(",")
+    with ScoreStore(args.store) as store:
+        for variant in variants if "quality" in args.parts else []:
+            quality(variant, args.model, data, store, report)
+            write_json(args.out, report)
+    for variant in variants if "speed" in args.parts else []:
+        speed(variant, args, data, report)
+        report["speed_settings"] = {"speed_pairs": args.speed_pairs, "reasoning_pairs": args.reasoning_pairs,
+                                    "budget": args.budget}
+        write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
