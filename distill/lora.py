@@ -57,6 +57,9 @@ def lora_model(model: Any, rank: int, alpha: int, dropout: float, target_modules
         grow: With ``init_adapter``: the new settings may cover more blocks or layers than the adapter (same
             rank); the extra adapters stay fresh (B = 0), so the model starts exactly where the adapter left it.
     """
+    from rank1.quiet import silence_bitsandbytes_notice
+
+    silence_bitsandbytes_notice()  # peft imports bitsandbytes, whose optional-kernel notice is not the user's concern
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
