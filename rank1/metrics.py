@@ -17,7 +17,7 @@ Task metrics:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, overload
 
@@ -196,6 +196,19 @@ def paired_accuracy(
     return correct / len(pairs)
 
 
+def _rows_by_id(path: str | Path, kind: str) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """``(line number, object, id)`` for each JSON object line of ``path``; an id seen before is an error
+    (``duplicate {kind} id``)."""
+    seen: set[str] = set()
+    for lineno, line in iter_content_lines(path):
+        obj = parse_json_object(path, lineno, line)
+        row_id = json_id(obj, "id", path, lineno)
+        if row_id in seen:
+            raise InputError(path, lineno, f"duplicate {kind} id {row_id!r}")
+        seen.add(row_id)
+        yield lineno, obj, row_id
+
+
 def read_nevir_pairs(path: str | Path) -> tuple[dict[str, Query], dict[str, Document], list[Pair]]:
     """Read NevIR pairs (JSONL with ``id``, ``q1``, ``q2``, ``doc1``, ``doc2``; q1 is answered by doc1).
 
@@ -215,11 +228,7 @@ def read_nevir_pairs(path: str | Path) -> tuple[dict[str, Query], dict[str, Docu
     topics: dict[str, Query] = {}
     corpus: dict[str, Document] = {}
     pairs: list[Pair] = []
-    for lineno, line in iter_content_lines(path):
-        obj = parse_json_object(path, lineno, line)
-        pid = json_id(obj, "id", path, lineno)
-        if f"{pid}_q1" in topics:
-            raise InputError(path, lineno, f"duplicate pair id {pid!r}")
+    for lineno, obj, pid in _rows_by_id(path, "pair"):
         for n in ("1", "2"):
             topics[f"{pid}_q{n}"] = Query(f"{pid}_q{n}", json_str(obj, f"q{n}", path, lineno).strip())
             corpus[f"{pid}_doc{n}"] = Document(
@@ -243,11 +252,7 @@ def read_trap_items(path: str | Path) -> tuple[dict[str, Query], dict[str, Docum
     topics: dict[str, Query] = {}
     corpus: dict[str, Document] = {}
     items: list[Trap] = []
-    for lineno, line in iter_content_lines(path):
-        obj = parse_json_object(path, lineno, line)
-        qid = json_id(obj, "id", path, lineno)
-        if qid in topics:
-            raise InputError(path, lineno, f"duplicate item id {qid!r}")
+    for lineno, obj, qid in _rows_by_id(path, "item"):
         answer = json_str(obj, "answer_doc", path, lineno)
         if answer not in ("doc1", "doc2"):
             raise InputError(path, lineno, f"answer_doc must be doc1 or doc2, not {answer!r}")
