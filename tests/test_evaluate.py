@@ -177,6 +177,9 @@ def test_trap_items_reject_a_bad_answer_field(make_file) -> None:
     bad = make_file("bad.jsonl", '{"id": "a", "query": "q", "doc1": "d", "doc2": "e", "answer_doc": "doc3"}\n')
     with pytest.raises(InputError, match="bad.jsonl:1"):
         read_trap_items(bad)
+    twice = make_file("twice.jsonl", TRAP_ITEMS.splitlines()[0] + "\n" + TRAP_ITEMS.splitlines()[0] + "\n")
+    with pytest.raises(InputError, match="twice.jsonl:2: duplicate item id 'x1'"):
+        read_trap_items(twice)
 
 
 def test_real_excluir_and_boolquestions(shared_data: Path) -> None:
