@@ -32,6 +32,9 @@ def generate(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus with the run's documents."),
     topics: Optional[Path] = typer.Option(None, "--topics", help="Topics with the run's queries."),
     nevir_pairs: Optional[Path] = typer.Option(None, "--nevir-pairs", help="Also NevIR-style pairs (id,q1,q2,doc1,doc2)."),
+    groups: list[Path] = typer.Option([], "--groups", help="Also training groups (`prepare` / `contrast` JSONL; "
+                                      "repeatable): each group's relevant passage and --group-negatives others."),
+    group_negatives: int = typer.Option(1, "--group-negatives", help="Non-relevant passages per group (--groups)."),
     positives: int = typer.Option(1, "--positives", help="Positives per query."),
     hard_top5: int = typer.Option(1, "--hard-top5", help="Hard negatives per query from ranks 1-5."),
     hard_6_10: int = typer.Option(1, "--hard-6-10", help="Hard negatives per query from ranks 6-10."),
@@ -61,6 +64,7 @@ def generate(
         from rank1.io import read_qrels
         from rank1.metrics import read_nevir_pairs
         from rank1.pipeline import load_inputs
+        from rank1.records import Document
 
         if base_url is not None and not api_model:
             raise ValueError("--base-url needs --api-model")
@@ -75,8 +79,14 @@ def generate(
             nt, nc, npairs = read_nevir_pairs(nevir_pairs)
             topics_, corpus_ = {**topics_, **nt}, {**corpus_, **nc}
             pairs += sampling.nevir_pairs(npairs)
+        for path in groups:
+            from distill.msmarco import read_groups
+
+            gp, gt, gc = sampling.group_pairs(read_groups(path), group_negatives, seed, prefix=f"{path.stem}/")
+            pairs, topics_ = pairs + gp, {**topics_, **gt}
+            corpus_ = {**corpus_, **{d: Document(d, text) for d, text in gc.items()}}
         if not pairs:
-            raise ValueError("no pairs: give --qrels (with a run) or --nevir-pairs")
+            raise ValueError("no pairs: give --qrels (with a run), --nevir-pairs or --groups")
         pairs = sampling.shuffled(pairs, seed, limit) if limit is not None else pairs
         t = (teacher.ChatTeacher(base_url, api_model, api_key_env, temperature, max_tokens, seed, workers=workers,
                                  logprobs=logprobs) if base_url is not None else

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Collection, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Collection, Mapping, NamedTuple, Sequence
 
 from rank1.metrics import Pair as NevIRPair
-from rank1.records import best_first
+from rank1.records import Query, best_first
+
+if TYPE_CHECKING:
+    from distill.msmarco import Group
 
 
 class TrainPair(NamedTuple):
@@ -106,3 +109,45 @@ def shuffled(pairs: Sequence[TrainPair], seed: int = 0, limit: int | None = None
     out = list(pairs)
     random.Random(seed).shuffle(out)
     return out[:limit] if limit is not None else out
+
+
+def group_pairs(groups: Sequence["Group"], negatives: int = 1, seed: int = 0, prefix: str = ""
+                ) -> tuple[list[TrainPair], dict[str, Query], dict[str, str]]:
+    """Pairs from training groups (``rank1 distill prepare`` / ``contrast`` files) for a teacher to judge.
+
+    Each group gives its relevant passage and ``negatives`` of its other passages (seeded draw; a contrast
+    group's near-copy is one of them when it is drawn). A group's query may be an edited copy of another
+    group's (``negate-query``), so ids are scoped by the group's position: query ``"{prefix}{i}:{qid}"``,
+    passage ``"{prefix}{i}:{docid}"``; the same files give the same ids, so :func:`distill.teacher.generate`
+    resumes.
+
+    Args:
+        groups: Groups in file order (:func:`distill.msmarco.read_groups`).
+        negatives: Non-relevant passages per group (at most those there are).
+        seed: Seed of the draw.
+        prefix: Put before every id (keeps two files' groups apart).
+
+    Returns:
+        ``(pairs, topics, passages)``: pairs with ``source`` ``"{group source}/positive"`` or
+        ``"/negative"``; ``{qid: Query}``; ``{docid: passage text}``.
+
+    Example:
+        >>> from distill.msmarco import Group
+        >>> g = Group("7", "q", ("a", "b", "c"), ("A", "B", "C"), (1, 0, 0), "negate-answer")
+        >>> [p[:3] for p in group_pairs([g], negatives=1)[0]]
+        [('0:7', '0:a', 1), ('0:7', '0:c', 0)]
+    """
+    rng = random.Random(seed)
+    pairs: list[TrainPair] = []
+    topics: dict[str, Query] = {}
+    passages: dict[str, str] = {}
+    for i, g in enumerate(groups):
+        qid = f"{prefix}{i}:{g.qid}"
+        topics[qid] = Query(qid, g.query)
+        rel = [j for j, y in enumerate(g.labels) if y]
+        neg = [j for j, y in enumerate(g.labels) if not y]
+        for j in rel + rng.sample(neg, min(negatives, len(neg))):
+            docid = f"{prefix}{i}:{g.docids[j]}"
+            passages[docid] = g.passages[j]
+            pairs.append(TrainPair(qid, docid, g.labels[j], f"{g.source}/{'positive' if g.labels[j] else 'negative'}"))
+    return pairs, topics, passages

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from distill.filtering import FilterConfig, filter_traces
 from distill.records import (Trace, from_alpaca, read_alpaca, read_traces, to_alpaca, to_dataset, write_alpaca,
                              write_traces)
-from distill.sampling import SamplingConfig, TrainPair, nevir_pairs, sample_pairs
+from distill.msmarco import Group, write_groups
+from distill.sampling import SamplingConfig, TrainPair, group_pairs, nevir_pairs, sample_pairs
 from distill.teacher import answer_p_true, done_keys, generate, parse_reply
 from rank1.cli import app
 from rank1.io import InputError
@@ -102,6 +103,20 @@ def test_nevir_pairs_label_own_document_relevant() -> None:
     pairs = nevir_pairs([("a", "da", "b", "db")])
     assert {(p.qid, p.docid, p.label) for p in pairs} == {("a", "da", 1), ("a", "db", 0), ("b", "db", 1),
                                                           ("b", "da", 0)}
+
+
+def test_group_pairs_scope_ids_by_group_and_keep_edited_queries_apart() -> None:
+    groups = [Group("7", "is a whale a fish", ("a", "a#neg", "b"), ("A whale is a mammal.", "A whale is not a mammal.",
+                    "Fish swim."), (1, 0, 0), "negate-answer"),
+              Group("7", "is a whale not a fish", ("a", "c"), ("A whale is a mammal.", "Cats purr."), (1, 0),
+                    "negate-query")]
+    pairs, topics, passages = group_pairs(groups, negatives=2, seed=1, prefix="f/")
+    assert [(p.qid, p.label, p.source) for p in pairs][:3] == [
+        ("f/0:7", 1, "negate-answer/positive"), ("f/0:7", 0, "negate-answer/negative"),
+        ("f/0:7", 0, "negate-answer/negative")]
+    assert {p.docid for p in pairs} == {"f/0:a", "f/0:a#neg", "f/0:b", "f/1:a", "f/1:c"}
+    assert topics["f/1:7"].text == "is a whale not a fish" and passages["f/0:a#neg"] == "A whale is not a mammal."
+    assert group_pairs(groups, negatives=2, seed=1, prefix="f/") == (pairs, topics, passages)  # resumable ids
 
 
 # -- filtering ------------------------------------------------------------------------------------------
@@ -247,6 +262,28 @@ def test_whole_loop_generate_filter_train_export_rerank(tmp_path: Path, smollm2_
     base = Reranker(model=model, mode="direct").rerank(query, docs)
     assert {d.doc_id for d in student} == set(docs) and all(0 <= d.score <= 1 for d in student)
     assert {d.doc_id: round(d.score, 4) for d in student} != {d.doc_id: round(d.score, 4) for d in base}
+
+
+@pytest.mark.slow
+def test_self_traces_from_training_groups_rejection_sampled(tmp_path: Path, smollm2_ref) -> None:
+    """A student writes traces for training groups (`generate --groups`), `filter` keeps the ones whose answer
+    agrees with the label: rejection sampling."""
+    groups = tmp_path / "g.jsonl"
+    write_groups(groups, [Group(str(i), f"what is item {i}", ("p", "n"), (f"Item {i} is a blue stone.",
+                                f"Item {i + 1} is a red leaf."), (1, 0), "dev-bm25") for i in range(3)])
+    traces, kept = tmp_path / "t.jsonl", tmp_path / "k.jsonl"
+    gen = ["distill", "generate", "--groups", str(groups), "--out", str(traces), "--model", smollm2_ref.path,
+           "--budget", "8", "--batch-size", "6", "--no-progress"]
+    res = CliRunner().invoke(app, gen)
+    assert res.exit_code == 0 and "6 judged" in res.output, res.output
+    rows = read_traces(traces)
+    assert sorted((t.qid, t.docid, t.label) for t in rows)[:2] == [("g/0:0", "g/0:n", 0), ("g/0:0", "g/0:p", 1)]
+    assert all(t.tokens > 0 and t.answer is not None for t in rows)
+    assert "0 judged" in CliRunner().invoke(app, gen).output  # resumes
+    res = CliRunner().invoke(app, ["distill", "filter", str(traces), "--out", str(kept)])
+    assert res.exit_code == 0, res.output
+    agree = [t for t in rows if t.answer == (t.label >= 1)]
+    assert [(t.qid, t.docid) for t in read_traces(kept)] == [(t.qid, t.docid) for t in agree]
 
 
 # -- the OpenAI-compatible teacher against a real `vllm serve` on loopback (slow) -----------------------
