@@ -19,7 +19,10 @@ pairs/s, and writes ``--out`` after every model/collection. With two or more ``-
 section compares each with the first: per collection and fusion weight (0: alone), the mean nDCG@10
 difference and its 95% paired bootstrap interval; ``paired_at_own_weights`` compares each at its own weight
 (chosen on msmarco-dev, or given per model with ``--fusion-weight W1 W2 ...``): two defaults against each
-other. Judgements go through a score store, so an interrupted run resumes, and a run whose judgements are
+other. In reasoning mode, ``--direct-blend B1 B2 ...`` also reports each collection's headline number (paired
+accuracy, top-1 by rule, nDCG@10) for every blend b of the post-reasoning and direct P(true) of the same model
+(``by_direct_blend``: the rule ``rank1 rerank --direct-blend`` applies), to choose b on dev. Judgements go
+through a score store, so an interrupted run resumes, and a run whose judgements are
 all stored never loads a model.
 
 Example::
@@ -105,9 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fusion-weight", type=float, nargs="+", default=None, choices=WEIGHTS,
                     help="without msmarco-dev: the fusion weight an earlier run chose there (recorded as given); "
                          "one for every model, or one per model")
+    ap.add_argument("--direct-blend", type=float, nargs="+", default=None,
+                    help="reasoning mode: also report each blend b, (1 - b) * P(true) after reasoning + b * direct "
+                         "P(true) of the same model (the rule of --direct-blend; direct scores: one forward a pair)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if args.direct_blend and args.mode != "reasoning":
+        ap.error("--direct-blend is for --mode reasoning")
     names = args.collections.split(",")
     if args.fusion_weight is not None and "msmarco-dev" in names:
         ap.error("--fusion-weight is for runs without msmarco-dev (with it, the weight is chosen there)")
@@ -154,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
                 entry["fusion_weight"] = args.fusion_weight[i if len(args.fusion_weight) > 1 else 0]
                 entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
+            direct = (Reranker(RerankerConfig(model=spec, mode="direct", fusion_weight=0.0, batch_size=args.batch_size,
+                                              backend=args.backend, backend_options=options), load=False)
+                      if args.direct_blend else None)
             for name, c in data.items():
                 start = time.perf_counter()
                 result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
@@ -189,15 +200,36 @@ def main(argv: list[str] | None = None) -> None:
                     if w is not None:
                         row["ndcg10_fused"] = row["ndcg10_by_fusion_weight"][str(w)]
                         row["ndcg10_fused_ci95_vs_bm25"] = bootstrap_ci(by_query[str(w)], bm25)
+                if direct is not None:
+                    plain = direct.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
+                    row["by_direct_blend"] = {str(b): headline(c, blend(result.scores(), plain.scores(), b))
+                                              for b in args.direct_blend}
                 entry["collections"][name] = row
                 print(spec, name, {k: v for k, v in row.items() if not k.endswith("_by_fusion_weight")}, flush=True)
                 write_json(args.out, report)
             reranker.close()
+            if direct is not None:
+                direct.close()
     if len(args.models) > 1:
         report["paired"] = paired(args.models, per_q)
         report["paired_at_own_weights"] = paired_at_own_weights(
             args.models, per_q, {s: e.get("fusion_weight") for s, e in report["models"].items()})
         write_json(args.out, report)
+
+
+def blend(reasoned: dict[str, dict[str, float]], direct: dict[str, dict[str, float]], b: float
+          ) -> dict[str, dict[str, float]]:
+    """``(1 - b) * reasoned + b * direct`` per pair (the score of ``RerankerConfig.direct_blend``)."""
+    return {q: {d: (1.0 - b) * s + b * direct[q][d] for d, s in docs.items()} for q, docs in reasoned.items()}
+
+
+def headline(c: dict[str, Any], scores: dict[str, dict[str, float]]) -> Any:
+    """A collection's headline number for a run: paired accuracy, top-1 share by rule, or nDCG@10."""
+    if "pairs" in c:
+        return paired_accuracy(scores, c["pairs"])
+    if "groups" in c:
+        return top1_by_source(scores, c["groups"])
+    return evaluate(scores, c["qrels"], ["nDCG@10"])["nDCG@10"]
 
 
 def paired_diff(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:

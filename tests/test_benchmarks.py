@@ -177,6 +177,20 @@ def test_student_paired_section() -> None:
     assert row["1.0"] == {"diff": 0.0, "ci95": [0.0, 0.0]}
 
 
+def test_student_direct_blend_grid_is_the_reranker_rule() -> None:
+    """``blend``: (1 - b) * reasoned + b * direct per pair; ``headline`` reads it as paired accuracy, top-1 or
+    nDCG@10 by what the collection has."""
+    from benchmarks.student import blend, headline
+
+    reasoned = {"q1": {"d1": 0.0, "d2": 1.0}, "q2": {"d2": 0.2, "d1": 0.8}}
+    direct = {"q1": {"d1": 0.9, "d2": 0.3}, "q2": {"d2": 0.6, "d1": 0.4}}
+    assert blend(reasoned, direct, 0.0) == reasoned and blend(reasoned, direct, 1.0) == direct
+    assert blend(reasoned, direct, 0.25)["q1"] == {"d1": 0.225, "d2": 0.825}
+    pairs = {"pairs": [("q1", "d1", "q2", "d2")]}
+    assert headline(pairs, reasoned) == 0.0 and headline(pairs, direct) == 1.0
+    assert headline({"qrels": {"q1": {"d2": 1}}}, {"q1": reasoned["q1"]}) == 1.0
+
+
 def test_student_paired_at_own_weights() -> None:
     """``paired_at_own_weights``: each model at its own fusion weight against the first at its own; a model
     without a weight is left out."""
