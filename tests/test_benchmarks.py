@@ -75,6 +75,34 @@ def test_ttc_script(run_script, tmp_path: Path) -> None:
     assert [r["timing"] for r in again["rows"]] == [r["timing"] for r in report["rows"]]
 
 
+def test_negation_script(run_script) -> None:
+    """Issue 32's test measurement end to end on one pair / item / query per collection: three arms, reasoning
+    blended with direct, paired comparisons, full coverage; DL in direct mode only."""
+    args = ("--baseline", "smollm2-135m", "--limit", "1", "--depth", "2", "--budget", "4", "--direct-blend", "0.5",
+            "--collections", "nevir,boolq,dl19", "--slice-pairs", "2")
+    report = run_script("negation.py", *args)
+    rows = report["rows"]
+    assert set(rows["nevir"]) == {"baseline direct", "new direct", "new reasoning"} and set(rows["dl19"]) == {
+        "baseline direct", "new direct"}
+    assert all(r["coverage"] == 1.0 and r["quality"] is not None for c in rows.values() for r in c.values())
+    assert rows["nevir"]["new reasoning"]["pairs_planned"] == 4 and rows["nevir"]["new reasoning"][
+        "gen_tokens_per_pair"] <= 4
+    assert report["paired"]["boolq"]["new direct - baseline direct"]["diff"] == 0.0  # the same model twice
+    assert set(report["paired"]["nevir"]) == {"new direct - baseline direct", "new reasoning - new direct",
+                                              "new reasoning - baseline direct"}
+    assert run_script("negation.py", *args, "--no-judge")["rows"] == rows  # all in the store
+
+
+def test_negation_blend_is_the_reranker_rule() -> None:
+    from benchmarks.negation import blended
+    from rank1.scoring import Judgement
+
+    j = Judgement(0.2, "r", 3, False, False)
+    reasoned, direct = {("q", "d"): j, ("q", "e"): j}, {("q", "d"): j._replace(score=0.6)}
+    assert blended(reasoned, direct, 0.0) is reasoned
+    assert blended(reasoned, direct, 0.25) == {("q", "d"): j._replace(score=0.75 * 0.2 + 0.25 * 0.6)}
+
+
 def test_quantized_script(run_script) -> None:
     pytest.importorskip("ctranslate2")
     report = run_script("quantized.py", "--variants", "float32,ct2-int8", "--queries", "1", "--depth", "2",
