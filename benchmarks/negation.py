@@ -14,7 +14,8 @@ row is the quality of its complete units), generated tokens per pair and fallbac
 ``new direct - baseline``, ``new reasoning - new direct`` and ``new reasoning - baseline`` with 95% paired
 bootstrap intervals over the units both arms have.
 
-Work runs cheapest first (both direct arms everywhere, then reasoning on NevIR, ExcluIR, BoolQuestions), every
+Work runs cheapest first (both direct arms on NevIR, ExcluIR, BoolQuestions, DL19, DL20 in turn, then reasoning on
+the first three), every
 judgement goes through the score store, and the JSON is rewritten after every slice of ``--slice-pairs``
 judgements: the same command resumes where a killed run stopped, and ``--no-judge`` rewrites the JSON from the
 store alone (to commit partial results with their coverage).
@@ -132,10 +133,13 @@ class Measure:
         self.update()
         if self.args.no_judge:
             return
-        for arm in arms(self.args):
-            for name, coll in self.colls.items():
-                if not (arm.mode == "reasoning" and name in RANKED):
-                    self.judge(arm, coll)
+        order = [n for n in (*TWO_PASSAGE, *RANKED) if n in self.colls]
+        for name in order:  # direct arms, collection by collection (NevIR first)
+            for arm in arms(self.args)[:2]:
+                self.judge(arm, self.colls[name])
+        for name in order:
+            if name not in RANKED:
+                self.judge(arms(self.args)[2], self.colls[name])
         self.update()
         for reranker in self.rerankers.values():
             reranker.close()

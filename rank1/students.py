@@ -67,6 +67,11 @@ class Student:
 
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
+    Student("rank1-0.5b-neg", base="qwen2.5-coder-0.5b", size=17_640_808,
+            sha256="d67d3fa625e34d940d24ee9389783452a86b89053c0f81c1c3869dde092a3153",
+            description="v3 continued on negation/exclusion contrast groups and reasoning traces: one adapter for "
+                        "direct (recommended) and reasoning mode; see its card",
+            mode="direct", fusion_weight=0.0),
     Student("rank1-0.5b-labels-v3", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="7feb1cf2e09f25aa90bd568ad386d30a4b804ba52bbbb0dbc5df65813a95ed6d",
             description="labels student, LoRA on all 24 blocks, direct mode alone (dev-chosen w=0); MS MARCO, "
