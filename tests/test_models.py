@@ -286,3 +286,24 @@ def test_smollm2_bf16_and_4bit(smollm2_ref: ModelRef) -> None:
         out = model.generate(**tokenizer("The capital of France is", return_tensors="pt"), max_new_tokens=3,
                              do_sample=False)
     assert "Paris" in tokenizer.decode(out[0])
+
+
+@pytest.mark.slow
+def test_negation_student_scores_in_both_modes() -> None:
+    """``rank1-0.5b-neg``, one adapter for both modes, on a pair that turns on "not": direct mode ranks the
+    passage that says what the query asks above its negated near-copy; reasoning mode writes a short trace that
+    quotes the passage, closes ``</think>`` itself within the default budget and gives a P(true)."""
+    from rank1.reranker import Reranker
+
+    query = "which bird cannot fly"
+    docs = {"ostrich": "The ostrich is a large bird that cannot fly; it runs at up to 70 km/h.",
+            "eagle": "The eagle is a large bird that can fly for hours on rising warm air."}
+    try:
+        direct = Reranker(model="rank1-0.5b-neg", mode="direct")
+    except ModelError as err:
+        pytest.skip(str(err))
+    assert [d.doc_id for d in direct.rerank(query, docs)] == ["ostrich", "eagle"]
+    judged = direct.replace(mode="reasoning").score([(query, text) for text in docs.values()])
+    for j in judged:
+        assert 0.0 <= j.score <= 1.0 and not j.fallback and 0 < j.generated_tokens < 256
+        assert '"' in j.reasoning  # it quotes the passage, as its traces were trained to
