@@ -225,7 +225,31 @@ def quantized() -> str:
     return table(header, rows)
 
 
+def negation_test() -> str:
+    """benchmarks/README.md: issue 32's test measurement (benchmarks/negation.py): each arm per collection with
+    its interval and coverage, and the paired differences (points)."""
+    report = result("negation_test.json")
+    arms = [a["name"] for a in report["arms"]]
+    rows = []
+    order = ("nevir", "excluir", "boolq", *DL)
+    for coll, by_arm in sorted(report["rows"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9):
+        cells = []
+        for arm in arms:
+            r = by_arm.get(arm)
+            cells.append("—" if r is None else "not measured yet" if r["quality"] is None else
+                         f"{num(r['quality'], 3)} [{num(r['ci95'][0], 3)}, {num(r['ci95'][1], 3)}] "
+                         f"({r['units_complete']} of {r['units']})")
+        for a, b in (("new direct", "baseline direct"), ("new reasoning", "new direct")):
+            d = report["paired"].get(coll, {}).get(f"{a} - {b}")
+            cells.append("—" if d is None else f"{points(d['diff'])} {interval(d['ci95'])} ({d['units']})")
+        rows.append([f"{coll} ({next(iter(by_arm.values()))['metric']})", *cells])
+    header = ["collection (metric)", *[f"{a} (complete units)" for a in arms], "new - baseline, direct (units)",
+              "reasoning - direct, new (units)"]
+    return table(header, rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "negation-test": negation_test,
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
