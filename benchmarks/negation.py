@@ -35,6 +35,7 @@ from benchmarks import ttc_data, ttc_stats
 from benchmarks._common import RESULTS, header, write_json
 from benchmarks.ttc import lookup, slices
 from benchmarks.ttc_data import Collection, Pair
+from rank1.adaptive import blend_score
 from rank1.backends import backend_options
 from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
@@ -70,7 +71,7 @@ def blended(reasoned: dict[Pair, Judgement], direct: dict[Pair, Judgement], b: f
     they are)."""
     if not b:
         return reasoned
-    return {p: j._replace(score=(1.0 - b) * j.score + b * direct[p].score) for p, j in reasoned.items() if p in direct}
+    return {p: j._replace(score=blend_score(j.score, direct[p].score, b)) for p, j in reasoned.items() if p in direct}
 
 
 class Measure:

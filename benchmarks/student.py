@@ -40,6 +40,7 @@ from typing import Any
 
 from benchmarks._common import (NEVIR_TEST, NEVIR_TRAIN, SHARED, header, load_groups, load_trec_dl, top,
                                 top1_by_source, write_json)
+from rank1.adaptive import blend_score
 from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 from rank1.records import Document, Query
 from rank1.reranker import Reranker, RerankerConfig
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
 def blend(reasoned: dict[str, dict[str, float]], direct: dict[str, dict[str, float]], b: float
           ) -> dict[str, dict[str, float]]:
     """``(1 - b) * reasoned + b * direct`` per pair (the score of ``RerankerConfig.direct_blend``)."""
-    return {q: {d: (1.0 - b) * s + b * direct[q][d] for d, s in docs.items()} for q, docs in reasoned.items()}
+    return {q: {d: blend_score(s, direct[q][d], b) for d, s in docs.items()} for q, docs in reasoned.items()}
 
 
 def headline(c: dict[str, Any], scores: dict[str, dict[str, float]]) -> Any:

@@ -64,6 +64,17 @@ def select_for_reasoning(scores: Sequence[float], top: int, band: float, window:
     return sorted(chosen)
 
 
+def blend_score(reasoned: float, direct: float, b: float) -> float:
+    """A reasoned pair's score with ``direct_blend`` b: ``(1 - b) * reasoned + b * direct`` (the same model's
+    P(true) after reasoning and in direct mode).
+
+    Example:
+        >>> blend_score(0.2, 0.6, 0.25)
+        0.30000000000000004
+    """
+    return (1.0 - b) * reasoned + b * direct
+
+
 class AdaptiveReranker(Reranker):
     """``mode="adaptive"``: a composition of a direct and a reasoning reranker over one model.
 
@@ -90,7 +101,7 @@ class AdaptiveReranker(Reranker):
     def _blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
         """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``)."""
         b = self.config.direct_blend
-        return reasoned._replace(score=(1.0 - b) * reasoned.score + b * direct.score) if b else reasoned
+        return reasoned._replace(score=blend_score(reasoned.score, direct.score, b)) if b else reasoned
 
     def judge(self, pairs: Sequence[tuple[str, str]], on_batch: Any = None) -> list[Judgement]:
         """:meth:`Reranker.judge` through the cascade (pairs with the same query text form one query's list)."""
