@@ -49,8 +49,9 @@ def contrast(
     data: Path = typer.Option(..., "--data", help="The shared data folder (msmarco_train/, condaqa/, nevir/)."),
     out_path: Path = typer.Option(..., "--out", help="Training groups JSONL to write (train-labels reads it)."),
     dev_out: Path = typer.Option(..., "--dev-out", help="Held-out groups JSONL (and the NevIR train pairs)."),
-    rules: str = typer.Option("negate-answer,exclude,condaqa-flip", "--rules",
-                              help="Comma-separated: negate-answer, exclude, condaqa-flip (interleaved so)."),
+    rules: str = typer.Option("negate-answer,exclude,condaqa-flip,statement", "--rules",
+                              help="Comma-separated: negate-answer, exclude, condaqa-flip, statement "
+                                   "(interleaved so)."),
     negatives: int = typer.Option(2, "--negatives", help="Ordinary hard negatives per MS MARCO group."),
     dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of queries / CondaQA passages held out."),
     max_per_rule: Optional[int] = typer.Option(None, "--max-per-rule", help="At most N training groups a source."),
@@ -70,8 +71,8 @@ def contrast(
         write_groups(out_path, made.train)
         write_groups(dev_out, made.dev)
         for source, n in made.counts.items():
-            typer.echo(f"{source:14} train {n['train']:5}  dev {n['dev']:4}")
-        typer.echo(f"{'total':14} train {len(made.train):5}  dev {len(made.dev):4}  -> {out_path}, {dev_out}")
+            typer.echo(f"{source:17} train {n['train']:5}  dev {n['dev']:4}")
+        typer.echo(f"{'total':17} train {len(made.train):5}  dev {len(made.dev):4}  -> {out_path}, {dev_out}")
         if examples:
             typer.echo("\n" + examples_text(made.train, examples, seed))
 

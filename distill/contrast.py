@@ -25,6 +25,11 @@ passage on the same topic that must rank below it, then ordinary negatives. ``so
   original with the negation cue, 2 scope, 3 affirmative; paraphrases and DON'T KNOW unused; texts differ)
   gives ``QUESTION Relevant passages answer yes.`` (or ``no.``): the edit with that answer [1], its twins with
   the other [0]. Only the negation tells them apart; both polarities are built, as a NevIR pair has two queries.
+* ``statement`` (:mod:`distill.statement`): for each passage pair above that differs by a negation (a
+  ``negate-answer`` positive and its near-copy: ``negate-statement``; a CondaQA edit with its cue, 0 or 2, and the
+  affirmative edit 3: ``condaqa-statement``) two groups whose queries are each passage's own clause around the
+  change: each query's passage [1], its twin [0] (MS MARCO: and the negatives). Half rank the negated passage
+  first, so polarity, not the mere presence of a negation, decides.
 
 Held out: the dev split of :func:`distill.msmarco.prepare` (``dev_split(read_dev(...), dev_queries,
 split_seed)``, defaults 100 and 0 whatever ``seed`` is; by qid and query text; its passages are not pooled), and
@@ -44,15 +49,14 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from distill.msmarco import DEV_FILE, POSITIVES_FILE, Group, dev_split, interleave, read_dev, read_rows
-from distill.negation import answer_sentence, is_yes_no, negate, pair_term, salient_term, with_clause
+from distill.negation import TEMPLATES, answer_sentence, is_yes_no, negate, pair_term, salient_term, with_clause
+from distill.statement import statement_groups
 
 MSMARCO_DIR = "msmarco_train"
 CONDAQA_FILE = "condaqa/condaqa_dev_minus_nevir_test.jsonl"
 NEVIR_TRAIN_FILE = "nevir/nevir_mini_train_q1_50_seed42.jsonl"
 SOURCES = {"negate-answer": ("negate-answer", "negate-query"), "exclude": ("exclude", "exclude-pair"),
-           "condaqa-flip": ("condaqa-flip",)}
-TEMPLATES = ("{q}, excluding any information about {y}", "{q}, but not about {y}",
-             "{q}, without mentioning {y}", "{q}, other than {y}")
+           "condaqa-flip": ("condaqa-flip",), "statement": ("negate-statement", "condaqa-statement")}
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class ContrastConfig:
     """How contrastive groups are built.
 
     Attributes:
-        rules: Rules to run (``negate-answer``, ``exclude``, ``condaqa-flip``), in interleaving order.
+        rules: Rules to run (``negate-answer``, ``exclude``, ``condaqa-flip``, ``statement``), in interleaving
+            order.
         negatives: Ordinary hard negatives added to each MS MARCO group (beside the contrast passage).
         dev_fraction: Share of MS MARCO query texts and CondaQA PassageIDs held out as the contrast dev set.
         max_per_rule: At most this many training groups per source (a seeded draw); ``None``: all.
@@ -71,7 +76,7 @@ class ContrastConfig:
         seed: Seed of the contrast dev draw, templates and negatives.
     """
 
-    rules: tuple[str, ...] = ("negate-answer", "exclude", "condaqa-flip")
+    rules: tuple[str, ...] = ("negate-answer", "exclude", "condaqa-flip", "statement")
     negatives: int = 2
     dev_fraction: float = 0.1
     max_per_rule: int | None = None
@@ -158,7 +163,8 @@ class _MsMarcoRules:
         return [(d, self.texts[d]) for d in self.rng.sample(pool, min(self.cfg.negatives, len(pool)))]
 
     def negate(self, item: Item, skip: set[str]) -> list[Group]:
-        """The ``negate-answer`` group of ``item``, and its ``negate-query`` mirror where one is grammatical."""
+        """The ``negate-answer`` group of ``item``, its ``negate-query`` mirror where one is grammatical, and the
+        two ``negate-statement`` groups of the passage pair (:mod:`distill.statement`)."""
         span = None if is_yes_no(item.query, item.answers) else answer_sentence(
             item.text, item.answers or item.query, self.stems)
         sentence = item.text[span[0]:span[1]] if span else ""
@@ -170,7 +176,8 @@ class _MsMarcoRules:
         pos, neg = (item.docid, item.text), (item.docid + "#neg", item.text[: span[0]] + made[0] + item.text[span[1]:])
         negs = self.negatives(item, skip)
         return [_group(item.qid, item.query, [pos, neg, *negs], "negate-answer")] + (
-            [_group(item.qid + "-not", made[2], [neg, pos, *negs], "negate-query")] if made[2] else [])
+            [_group(item.qid + "-not", made[2], [neg, pos, *negs], "negate-query")] if made[2] else []) + (
+            statement_groups(item.qid, pos, neg, negs, "negate-statement", self.cfg.seed))
 
     def exclude(self, item: Item, skip: set[str], positive_of: dict[str, Item]) -> list[Group]:
         """The ``exclude`` and ``exclude-pair`` groups of ``item`` (``positive_of``: docid -> same-side item)."""
@@ -211,6 +218,21 @@ def condaqa_groups(path: str | Path) -> list[tuple[str, Group]]:
     return out
 
 
+def condaqa_statements(path: str | Path, seed: int = 0) -> list[tuple[str, Group]]:
+    """``(PassageID, group)`` for the ``condaqa-statement`` groups: each CondaQA passage's edit with a negation cue
+    (0, the original; 2, the scope edit) against its affirmative edit (3), by :func:`distill.statement.statement_groups`."""
+    texts: dict[str, dict[int, str]] = {}
+    for _, o in read_rows(path, ("sentence1", "PassageEditID", "PassageID")):
+        texts.setdefault(str(o["PassageID"]), {})[int(o["PassageEditID"])] = o["sentence1"]
+    out = []
+    for pid, edits in sorted(texts.items()):
+        for e in (0, 2):
+            if e in edits and 3 in edits and edits[e] != edits[3]:
+                a, b = (f"condaqa-{pid}-{e}", edits[e]), (f"condaqa-{pid}-3", edits[3])
+                out += [(pid, g) for g in statement_groups(f"condaqa-{pid}-{e}v3", a, b, (), "condaqa-statement", seed)]
+    return out
+
+
 def nevir_train_groups(path: str | Path) -> list[Group]:
     """Two dev groups per NevIR *train* pair: (q1, doc1 [1], doc2 [0]) and (q2, doc2 [1], doc1 [0])."""
     from rank1.metrics import read_nevir_pairs
@@ -244,9 +266,10 @@ def build_contrast(data_dir: str | Path, config: ContrastConfig = ContrastConfig
         FileNotFoundError: A needed file is missing.
     """
     root = Path(data_dir)
-    msmarco = bool({"negate-answer", "exclude"} & set(config.rules))
+    msmarco = bool({"negate-answer", "exclude", "statement"} & set(config.rules))
+    condaqa = bool({"condaqa-flip", "statement"} & set(config.rules))
     needed = [root / MSMARCO_DIR / DEV_FILE, root / MSMARCO_DIR / POSITIVES_FILE] * msmarco
-    for path in needed + [root / CONDAQA_FILE] * ("condaqa-flip" in config.rules):
+    for path in needed + [root / CONDAQA_FILE] * condaqa:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing (see shared/data/README.md)")
     rng = random.Random(config.seed)
@@ -266,15 +289,19 @@ def build_contrast(data_dir: str | Path, config: ContrastConfig = ContrastConfig
         for it in items:
             side = it.key in held
             skip = set() if side else held_positives  # no training group shows a held-out positive
-            for g in ((rules.negate(it, skip) if "negate-answer" in config.rules else [])
+            for g in ((rules.negate(it, skip) if {"negate-answer", "statement"} & set(config.rules) else [])
                       + (rules.exclude(it, skip, positive_of[side]) if "exclude" in config.rules else [])):
-                made[g.source].append((it.key, g))
-    if "condaqa-flip" in config.rules:
+                if g.source in made:
+                    made[g.source].append((it.key, g))
+    if condaqa:  # one held-out draw of PassageIDs, whichever CondaQA rules run
         found = condaqa_groups(root / CONDAQA_FILE)
         pids = sorted({p for p, _ in found})
         draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, round(len(pids) * config.dev_fraction))
         held |= {f"condaqa:{p}" for p in draw}
-        made["condaqa-flip"] = [(f"condaqa:{p}", g) for p, g in found]
+        found += condaqa_statements(root / CONDAQA_FILE, config.seed) if "statement" in config.rules else []
+        for p, g in found:
+            if g.source in made:
+                made[g.source].append((f"condaqa:{p}", g))
     train: dict[str, list[Group]] = {}
     dev: list[Group] = []
     for source, pairs in made.items():

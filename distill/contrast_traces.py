@@ -6,12 +6,13 @@ twins) and at most ``per_group`` ordinary negatives. The reasoning is written by
 itself (no model call), in the students' style: what the query asks, what the passage says at the deciding
 span (quoted), the verdict; the answer is the label (``True`` for 1). Per rule:
 
-* ``negate-answer`` / ``negate-query``: the words changed between the passage and its near-copy
-  (:mod:`difflib` over words, as :func:`distill.contrast.mark_changes`) locate the deciding sentence, which is
+* ``negate-answer`` / ``negate-query`` / ``negate-statement`` / ``condaqa-statement``: the words changed between
+  the passage and its near-copy (:mod:`difflib` over words, as :func:`distill.contrast.mark_changes`) locate the
+  deciding sentence, which is
   quoted around the change; a contrast passage's trace names the negation cue or the swapped word that reverses
   its claim (or, for ``negate-query``, the query's negation its claim lacks).
 * ``exclude`` / ``exclude-pair``: the excluded term Y is read back from the query by the templates of
-  :data:`distill.contrast.TEMPLATES` (:func:`split_clause`); the relevant passage answers the question and does
+  :data:`distill.negation.TEMPLATES` (:func:`split_clause`); the relevant passage answers the question and does
   not mention Y, the trap is quoted where it mentions Y.
 * ``condaqa-flip``: the query ``QUESTION Relevant passages answer yes.`` holds the question and the wanted
   answer; each edit is quoted where it differs from its twin, and the trace says which answer that wording
@@ -33,9 +34,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple, Sequence
 
-from distill.contrast import TEMPLATES
 from distill.msmarco import Group
-from distill.negation import negation_cue, sentence_spans
+from distill.negation import TEMPLATES, negation_cue, sentence_spans
 from distill.records import Trace
 
 TEACHER = "contrast-rules"
@@ -76,7 +76,7 @@ def cue(new: str, old: str) -> str | None:
 
 def split_clause(query: str) -> tuple[str, str] | None:
     """``(question, Y)`` of a query made by :func:`distill.negation.with_clause` (its question mark restored to
-    the question), or None when no template of :data:`distill.contrast.TEMPLATES` matches."""
+    the question), or None when no template of :data:`distill.negation.TEMPLATES` matches."""
     found = [m for m in (p.match(query.strip()) for p in _CLAUSES) if m and m["y"].strip()]
     m = max(found, key=lambda m: m.start("y"), default=None)  # the clause is the last one in the query
     return None if m is None else (m["q"].strip() + (m["mark"] or ""), m["y"].strip())
@@ -244,7 +244,8 @@ def negative_reasoning(g: Group, index: int, rng: Rng) -> str | None:
 
 _RULES: dict[str, Callable[[Group, int, Rng], str | None]] = {
     "negate-answer": negate_reasoning, "negate-query": negate_reasoning, "exclude": exclude_reasoning,
-    "exclude-pair": exclude_reasoning, "condaqa-flip": condaqa_reasoning}
+    "exclude-pair": exclude_reasoning, "condaqa-flip": condaqa_reasoning, "negate-statement": negate_reasoning,
+    "condaqa-statement": negate_reasoning}
 
 
 def _contrast_count(g: Group) -> int:
@@ -299,9 +300,9 @@ def contrast_traces(groups: Sequence[Group], per_group: int = 1, seed: int = 0) 
 
 def counts_text(made: ContrastTraces) -> str:
     """One line per source: groups, and traces written by kind."""
-    lines = [f"{s:14} groups {n['groups']:5}  relevant {n['relevant']:5}  contrast {n['contrast']:5}  "
+    lines = [f"{s:17} groups {n['groups']:5}  relevant {n['relevant']:5}  contrast {n['contrast']:5}  "
              f"negative {n['negative']:4}  dropped {n['dropped']:4}" for s, n in made.counts.items()]
-    return "\n".join(lines + [f"{'total':14} traces {len(made.traces)}"])
+    return "\n".join(lines + [f"{'total':17} traces {len(made.traces)}"])
 
 
 def examples_text(traces: Sequence[Trace], n: int = 6, seed: int = 0) -> str:

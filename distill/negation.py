@@ -151,8 +151,12 @@ def answer_sentence(text: str, target: str, stems: Callable[[str], list[str]]) -
     return scored[0][1]
 
 
+TEMPLATES = ("{q}, excluding any information about {y}", "{q}, but not about {y}",
+             "{q}, without mentioning {y}", "{q}, other than {y}")
+
+
 def with_clause(query: str, template: str, term: str) -> str:
-    """``query`` with an exclusion clause (``template``: one of :data:`distill.contrast.TEMPLATES`), its question mark
+    """``query`` with an exclusion clause (``template``: one of :data:`TEMPLATES`), its question mark
     kept last."""
     core = query.strip().rstrip("?.! ")
     return template.format(q=core, y=term) + ("?" if query.strip().endswith("?") else "")

@@ -204,7 +204,7 @@ def check_no_leakage(train: list, dev: list, data: Path, dev_queries: int) -> No
         assert g.qid.split("-")[0] not in held and not held_docs & set(g.docids)
         assert not any(g.query.lower().startswith(t) for t in held_texts)
     def base(g) -> str:   # the held-out unit: an MS MARCO query or a CondaQA passage
-        return "-".join(g.qid.split("-")[:2]) if g.source == "condaqa-flip" else g.qid.split("-")[0]
+        return "-".join(g.qid.split("-")[:2]) if g.source.startswith("condaqa") else g.qid.split("-")[0]
 
     assert not {base(g) for g in train} & {base(g) for g in dev if g.source != "nevir-train"}
     dev_positives = {g.docids[0].removesuffix("#neg") for g in dev if g.source != "nevir-train"}
@@ -217,19 +217,24 @@ def test_build_on_a_small_folder_and_the_cli(tmp_path: Path) -> None:
     made = build_contrast(data, cfg)
     assert all(made.counts[s]["train"] > 0 for s in ("negate-answer", "negate-query", "exclude", "exclude-pair"))
     assert made.counts["condaqa-flip"] == {"train": 16, "dev": 4}      # two polarities x 10 passages, 2 held
+    assert made.counts["condaqa-statement"] == {"train": 16, "dev": 4}  # the same passages, edit 0 against 3
+    assert made.counts["negate-statement"]["train"] == 2 * made.counts["negate-answer"]["train"]
     assert made.counts["nevir-train"] == {"train": 0, "dev": 2}
     assert build_contrast(data, cfg).train == made.train                   # deterministic
     check_no_leakage(made.train, made.dev, data, 1)
     g = next(g for g in made.train if g.source == "negate-answer")
     assert g.passages[1] == g.passages[0].replace(" is City", " is not City") and g.labels == (1, 0, 0)
-    assert [x.source for x in made.train[:5]] == ["negate-answer", "negate-query", "exclude", "exclude-pair",
-                                                  "condaqa-flip"]   # interleaved
+    assert [x.source for x in made.train[:7]] == ["negate-answer", "negate-query", "exclude", "exclude-pair",
+                                                  "condaqa-flip", "negate-statement", "condaqa-statement"]
     m = next(g for g in made.train if g.source == "negate-query")
     assert m.query.endswith(" is not wide") and m.passages[0].endswith("is not wide and deep.") and \
         m.passages[1].endswith("is wide and deep.")
     x = next(g for g in made.train if g.source == "exclude")
     assert "kal" in x.query.lower() and x.query.split()[-1].lower() in x.passages[1].lower()
     assert x.query.split()[-1].lower() not in x.passages[0].lower()
+    s = [g for g in made.train if g.source == "negate-statement" and g.qid.startswith(m.qid.split("-")[0] + "-")]
+    assert len(s) == 2 and s[0].docids[:2] == s[1].docids[1::-1] and s[0].labels == s[1].labels == (1, 0, 0)
+    assert s[1].query.replace(" not ", " ") == s[0].query and s[0].passages[2:] == s[1].passages[2:]
     capped = build_contrast(data, ContrastConfig(dev_fraction=0.25, dev_queries=1, max_per_rule=2,
                                                  rules=("negate-answer",)))
     assert capped.counts["negate-answer"]["train"] == 2 and "exclude" not in capped.counts
@@ -239,7 +244,7 @@ def test_build_on_a_small_folder_and_the_cli(tmp_path: Path) -> None:
                                       "--dev-out", str(dev_out), "--negatives", "1", "--dev-fraction", "0.25",
                                       "--examples", "2"])
     assert result.exit_code == 0, result.output
-    assert "negate-answer  train" in result.output and "query:" in result.output
+    assert "negate-answer     train" in result.output and "query:" in result.output
     assert read_groups(out) == build_contrast(data, ContrastConfig(dev_fraction=0.25, negatives=1)).train
     assert {g.source for g in read_groups(dev_out)} >= {"condaqa-flip", "nevir-train"}
     bad = CliRunner().invoke(app, ["distill", "contrast", "--data", str(data), "--out", str(out), "--dev-out",
@@ -297,3 +302,18 @@ def test_train_labels_mix_takes_the_files_in_turn(tmp_path: Path) -> None:
     write_groups(tmp_path / "b.jsonl", groups("b", 1))
     mixed = _groups_after(tmp_path / "a.jsonl", 1, [tmp_path / "b.jsonl"])
     assert [g.qid for g in mixed] == ["a1", "b0", "a2"]
+
+
+def test_statement_queries_mirror_the_passages() -> None:
+    from distill.statement import statement, statement_groups
+
+    a = ("d1", "The town grew fast. In 1900 gambling was legal in the town, and the casino opened.")
+    b = ("d1#neg", "The town grew fast. In 1900 gambling was not legal in the town, and the casino opened.")
+    assert statement(a[1], b[1]) == "In 1900 gambling was legal in the town"     # no dangling "and the"
+    assert statement(a[1], a[1]) is None
+    sa, sb = statement_groups("q7", a, b, [("n1", "Other text.")], "negate-statement")
+    assert (sa.qid, sb.qid) == ("q7-sa", "q7-sb") and sa.docids == ("d1", "d1#neg", "n1")
+    assert sb.docids == ("d1#neg", "d1", "n1") and sa.labels == sb.labels == (1, 0, 0)
+    assert sb.query.replace("was not legal", "was legal") == sa.query    # one template for both
+    assert statement_groups("q7", a, b, [], "negate-statement") == statement_groups("q7", a, b, [], "negate-statement")
+    assert statement_groups("q8", a, ("x", a[1]), [], "negate-statement") == []          # no change: no groups
