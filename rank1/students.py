@@ -40,6 +40,8 @@ class Student:
             ``--fusion-weight`` / ``fusion_weight`` is given).
         explainer: A shipped model that reasons (``<think> ... </think>``), asked to explain this one's
             direct-mode picks where a reasoning trace is wanted (``rank1 demo``); empty: the model itself.
+        direct_blend: Blend b of its reasoning and adaptive modes, chosen on the dev set (what ``rank1`` uses
+            when no ``--direct-blend`` / ``direct_blend`` is given; 1: the direct score, explained by the trace).
     """
 
     name: str
@@ -50,6 +52,7 @@ class Student:
     mode: str = "direct"
     fusion_weight: float = 0.0
     explainer: str = ""
+    direct_blend: float = 0.0
 
     @property
     def folder(self) -> Path:
@@ -67,6 +70,11 @@ class Student:
 
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
+    Student("rank1-0.5b-neg2", base="qwen2.5-coder-0.5b", size=17_640_808,
+            sha256="15dc390928e398f1716b492c83f844604d2a00773522f04df9475bcced67c3bf",
+            description="rank1-0.5b-neg continued with statement pairs (a query for each side of a negation): "
+                        "direct mode; reasoning explains (blend 1 chosen on dev); see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0),
     Student("rank1-0.5b-neg", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="d67d3fa625e34d940d24ee9389783452a86b89053c0f81c1c3869dde092a3153",
             description="v3 continued on negation/exclusion contrast groups and reasoning traces: one adapter for "
@@ -96,8 +104,8 @@ def explainer_for(model: str) -> str:
     return student.explainer if student and student.explainer else model
 
 
-def recommended_settings(model: str) -> tuple[str, float]:
-    """``(mode, fusion_weight)`` a model is best used with: a shipped student's measured settings, else
-    reasoning mode and no fusion."""
+def recommended_settings(model: str) -> tuple[str, float, float]:
+    """``(mode, fusion_weight, direct_blend)`` a model is best used with: a shipped student's measured settings,
+    else reasoning mode, no fusion and no blend."""
     student = STUDENTS.get(model)
-    return (student.mode, student.fusion_weight) if student else ("reasoning", 0.0)
+    return (student.mode, student.fusion_weight, student.direct_blend) if student else ("reasoning", 0.0, 0.0)

@@ -307,3 +307,32 @@ def test_negation_student_scores_in_both_modes() -> None:
     for j in judged:
         assert 0.0 <= j.score <= 1.0 and not j.fallback and 0 < j.generated_tokens < 256
         assert '"' in j.reasoning  # it quotes the passage, as its traces were trained to
+
+
+POLARITY_PAIRS = [  # (query asking for the negated side, query asking for the plain side, negated, plain)
+    ("which bird cannot fly", "which bird can fly",
+     "The ostrich is a large bird that cannot fly; it runs at up to 70 km/h across open plains.",
+     "The ostrich is a large bird that can fly; it flies at up to 70 km/h across open plains."),
+    ("which metal does not rust", "which metal rusts",
+     "Gold is a dense yellow metal that does not rust, so old coins still shine.",
+     "Gold is a dense yellow metal that rusts, so old coins lose their shine."),
+    ("Which team did not score in regulation time?", "Which team scored in regulation time?",
+     "In the final, the home team did not score in regulation time and lost on penalties.",
+     "In the final, the home team scored in regulation time and won without penalties."),
+]
+
+
+@pytest.mark.slow
+def test_neg2_student_follows_the_query_polarity() -> None:
+    """``rank1-0.5b-neg2`` (direct mode) on NevIR-style minimal pairs written for this test: each of the two
+    queries ranks its own side of the negation first, by a clear margin."""
+    from rank1.reranker import Reranker
+
+    try:
+        reranker = Reranker(model="rank1-0.5b-neg2", mode="direct")
+    except ModelError as err:
+        pytest.skip(str(err))
+    for q_neg, q_plain, negated, plain in POLARITY_PAIRS:
+        s = [j.score for j in reranker.score([(q_neg, negated), (q_neg, plain), (q_plain, negated),
+                                              (q_plain, plain)])]
+        assert s[0] > s[1] + 0.3 and s[3] > s[2] + 0.3, (q_neg, s)
