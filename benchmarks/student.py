@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.backend == "vllm":
                 options["max_model_len"] = args.max_model_len
             reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
+                                               direct_blend=0.0,  # raw judgements; --direct-blend blends here
                                                batch_size=args.batch_size, backend=args.backend,
                                                backend_options=options), load=False)  # loads on a missing pair
             # fusion: computed here, per weight
@@ -175,10 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                                        "fallbacks": result.stats.fallbacks}
                 if result.stats.judged:
                     row["pairs_per_second"] = round(result.stats.judged / row["seconds"], 3)
-                if "pairs" in c:
-                    row["paired_accuracy"] = paired_accuracy(result.scores(), c["pairs"])
-                elif "groups" in c:
-                    row["top1"] = top1_by_source(result.scores(), c["groups"])
+                if "pairs" in c or "groups" in c:  # two-passage sets: paired accuracy, or top-1 share by rule
+                    row["paired_accuracy" if "pairs" in c else "top1"] = headline(c, result.scores())
                 else:
                     qrels, bm25 = c["qrels"], per_query(c["run"], c["qrels"])
                     fused = {str(w): reweight(result, c["run"], w) for w in WEIGHTS}

@@ -152,7 +152,7 @@ class Curve:
             if self._deep:
                 made = next(iter(self._deep.values())).replace(budget=budget)
             elif self.args.reasoning_model == self.args.direct_model:
-                made = self.direct.replace(mode="reasoning", budget=budget)
+                made = self.direct.replace(mode="reasoning", budget=budget, direct_blend=0.0)  # raw judgements
             else:
                 made = Reranker(dataclasses.replace(self.direct.config, model=self.args.reasoning_model,
                                                     mode="reasoning", budget=budget), load=False)

@@ -99,8 +99,9 @@ def rerank(
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
                                         "|P(true) - 0.5| <= BAND."),
-    direct_blend: float = typer.Option(0.0, "--direct-blend", help="Reasoning/adaptive: a reasoned pair scores "
-                                       "(1-B)*P(true) after reasoning + B*direct P(true) (one extra forward)."),
+    direct_blend: Optional[float] = typer.Option(None, "--direct-blend", help="Reasoning/adaptive: a reasoned pair "
+                                                 "scores (1-B)*P(true) after reasoning + B*direct P(true) (one "
+                                                 "extra forward). Default: the model's, chosen on dev (else 0)."),
     template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),

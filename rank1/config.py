@@ -43,7 +43,8 @@ class RerankerConfig:
         direct_blend: Reasoning and adaptive modes: a reasoned pair scores ``(1 - b) * P(true) after reasoning +
             b * P(true) in direct mode`` (one extra forward pass a pair, no generation; both judgements are
             stored under their own mode), which keeps the graded direct score beside the polarized reasoning
-            one. 0: P(true) after reasoning alone.
+            one. 0: P(true) after reasoning alone; ``None``: the model's (a shipped student's, chosen on dev;
+            else 0).
     """
 
     model: str = DEFAULT_MODEL
@@ -58,7 +59,7 @@ class RerankerConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     adaptive_top: int = 10
     adaptive_band: float = 0.0
-    direct_blend: float = 0.0
+    direct_blend: float | None = None
 
     @property
     def chunk_batches(self) -> int:
@@ -68,13 +69,16 @@ class RerankerConfig:
         return 16 if self.mode == "direct" else 4
 
     def __post_init__(self) -> None:
-        """Fill ``mode`` and ``fusion_weight`` left at ``None`` from the model's recommendation, then check
-        every setting, so that a bad one fails before any input is read or model loaded."""
-        mode, weight = recommended_settings(self.model)
+        """Fill ``mode``, ``fusion_weight`` and ``direct_blend`` left at ``None`` from the model's
+        recommendation (no blend in direct mode), then check every setting, so that a bad one fails before any
+        input is read or model loaded."""
+        mode, weight, blend = recommended_settings(self.model)
         if self.mode is None:
             object.__setattr__(self, "mode", mode)
         if self.fusion_weight is None:
             object.__setattr__(self, "fusion_weight", weight)
+        if self.direct_blend is None:
+            object.__setattr__(self, "direct_blend", 0.0 if self.mode == "direct" else blend)
         if self.mode not in RERANK_MODES:
             raise ValueError(f"mode must be one of {', '.join(RERANK_MODES)}, not {self.mode!r}")
         if self.adaptive_top < 0 or not 0.0 <= self.adaptive_band <= 0.5:

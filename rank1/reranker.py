@@ -156,7 +156,9 @@ class Reranker:
         """
         settings = asdict(self.config)
         if overrides.get("model", self.config.model) != self.config.model:  # recommendations follow the model
-            settings.update({k: None for k in ("mode", "fusion_weight") if k not in overrides})
+            settings.update({k: None for k in ("mode", "fusion_weight", "direct_blend") if k not in overrides})
+        elif "mode" in overrides and "direct_blend" not in overrides:  # the blend follows the mode
+            settings["direct_blend"] = None
         config = RerankerConfig(**{**settings, **overrides})
         same_model = all(
             getattr(config, k) == getattr(self.config, k) for k in ("model", "backend", "cache_dir", "backend_options")

@@ -107,6 +107,20 @@ def test_reasoning_with_a_direct_blend_is_the_cascade_over_every_pair() -> None:
     assert not isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
 
 
+def test_a_students_dev_chosen_blend_is_its_default() -> None:
+    """``rank1-0.5b-neg2`` recommends b = 1 for its modes that reason; an explicit blend wins, direct mode has
+    none, and a mode change picks the recommendation up again."""
+    from rank1.reranker import Reranker, RerankerConfig
+
+    assert RerankerConfig(model="rank1-0.5b-neg2", mode="reasoning").direct_blend == 1.0
+    assert RerankerConfig(model="rank1-0.5b-neg2").direct_blend == 0.0            # its mode: direct
+    assert RerankerConfig(model="rank1-0.5b-neg2", mode="adaptive", direct_blend=0.25).direct_blend == 0.25
+    assert RerankerConfig(model="rank1-0.5b-labels-v3", mode="reasoning").direct_blend == 0.0
+    direct = Reranker(model="rank1-0.5b-neg2", load=False)
+    assert direct.replace(mode="reasoning").config.direct_blend == 1.0
+    assert direct.replace(model="rank1-0.5b-labels-v3", mode="reasoning").config.direct_blend == 0.0
+
+
 @pytest.mark.slow
 def test_direct_blend_mixes_the_two_judgements_of_every_pair(smollm2_ref, sample_inputs) -> None:
     """Reasoning with ``direct_blend`` b: every pair keeps its reasoning and scores (1-b)*reasoned + b*direct,
