@@ -225,10 +225,10 @@ def quantized() -> str:
     return table(header, rows)
 
 
-def negation_test() -> str:
-    """benchmarks/README.md: issue 32's test measurement (benchmarks/negation.py): each arm per collection with
-    its interval and coverage, and the paired differences (points)."""
-    report = result("negation_test.json")
+def negation_test(name: str = "negation_test.json") -> str:
+    """benchmarks/README.md: issue 32's test measurement (benchmarks/negation.py, its JSON ``name``): each arm per
+    collection with its interval and coverage, and the paired differences (points)."""
+    report = result(name)
     arms = [a["name"] for a in report["arms"]]
     rows = []
     order = ("nevir", "excluir", "boolq", *DL)
@@ -250,6 +250,7 @@ def negation_test() -> str:
 
 TABLES: dict[str, Callable[[], str]] = {
     "negation-test": negation_test,
+    "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
