@@ -94,6 +94,24 @@ def nevir(file: str, model: str) -> list[str]:
             f"{run['pairs_per_second']:.2f}"]
 
 
+def negation_student(file: str) -> list[str]:
+    """A student measured by benchmarks/negation.py (its "new direct" arm): DL top-100 with the gain over BM25,
+    no top-20 run, NevIR paired accuracy over its pairs (1,000), no rate (another run); partial: its coverage."""
+    rows, bm25 = result(file)["rows"], collections("student_v3_top100.json", "rank1-0.5b-labels-v3")
+
+    def cell(coll: str, unit: str) -> tuple[dict[str, Any], str | None]:
+        r = rows[coll]["new direct"]
+        done = r["quality"] is not None and r["units_complete"] == r["units"]
+        return r, None if done else f"being measured ({r['units_complete']} of {r['units']} {unit})"
+
+    out = []
+    for c in DL:
+        r, partial = cell(c, "queries")
+        out.append(partial or f"{num(r['quality'])} ({points(r['quality'] - bm25[c]['ndcg10_bm25'])})")
+    r, partial = cell("nevir", "pairs")
+    return out + ["not measured"] * 2 + [partial or f"{r['quality']:.3f} (of {r['units']:,} pairs)", "—"]
+
+
 # The rows of the variant tables: a results file's variant names, in table order, and how the table calls them.
 VARIANTS = {
     "precision.json": {
@@ -134,6 +152,7 @@ def shipped_models() -> str:
         ["`rank1-0.5b-reasoning` (the default's explainer)", "reasoning (96 tokens), alone, vLLM",
          "not measured", "not measured", *dl_ndcg("student_reasoning_all.json", "rank1-0.5b-reasoning"),
          *nevir("student_reasoning_all.json", "rank1-0.5b-reasoning")],
+        ["`rank1-0.5b-neg2` (negation and exclusion)", "direct, alone", *negation_student("negation_test_neg2.json")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
               "NevIR paired accuracy", "pairs/s (NevIR run)"]
