@@ -345,8 +345,10 @@ def models() -> None:
 
 
 from distill.cli import app as _distill_app  # noqa: E402 (a sub-app; imports nothing heavy)
+from rank1.cli_cache import app as _cache_app  # noqa: E402
 
 app.add_typer(_distill_app, name="distill")
+app.add_typer(_cache_app, name="cache")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

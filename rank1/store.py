@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -31,6 +33,7 @@ SCHEMA_VERSION = 1
 _KEY_COLUMNS = ("model_fingerprint", "template", "template_hash", "mode", "budget", "max_passage_tokens",
                 "engine", "query_sha256", "passage_sha256")
 _VALUE_COLUMNS = JUDGEMENT_FIELDS
+_ROW_COLUMNS = (*_KEY_COLUMNS, *_VALUE_COLUMNS, "created_at")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS judgements (
     model_fingerprint TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL,
@@ -180,17 +183,96 @@ class ScoreStore:
             (*key, *j.to_values(), now)
             for key, j in items
         ]
-        columns = (*_KEY_COLUMNS, *_VALUE_COLUMNS, "created_at")
-        sql = (f"INSERT OR REPLACE INTO judgements ({', '.join(columns)}) "
-               f"VALUES ({', '.join('?' * len(columns))})")
+        self._insert(rows, "REPLACE")
+        return len(rows)
+
+    def _insert(self, rows: Sequence[tuple[object, ...]], conflict: str) -> None:
+        """Insert full rows (:data:`_ROW_COLUMNS`) in one transaction; ``conflict``: REPLACE or IGNORE."""
+        sql = (f"INSERT OR {conflict} INTO judgements ({', '.join(_ROW_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})")
         try:
             with self._transaction():
                 self._conn.executemany(sql, rows)
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: cannot write the score cache ({err})") from None
-        return len(rows)
 
     def count(self) -> int:
         """How many judgements the store holds."""
         return int(self._conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0])
+
+    def export(self, path: str | Path, fingerprints: Sequence[str] = (), modes: Sequence[str] = ()) -> int:
+        """Write stored judgements to a JSONL file (gzip when ``path`` ends in ``.gz``), one row an object with
+        every column, in key order; atomically (temp file, then rename). Another machine's store takes them
+        with :meth:`import_file`, so an evaluation can resume there.
+
+        Args:
+            path: The file to write.
+            fingerprints: Only rows whose model fingerprint starts with one of these (all when empty).
+            modes: Only rows of these modes (all when empty).
+
+        Returns:
+            How many rows were written.
+        """
+        columns = _ROW_COLUMNS
+        where = [" OR ".join("model_fingerprint LIKE ?" for _ in fingerprints),
+                 " OR ".join("mode = ?" for _ in modes)]
+        sql = (f"SELECT {', '.join(columns)} FROM judgements"
+               + "".join(f" {'WHERE' if i == 0 else 'AND'} ({w})" for i, w in enumerate(w for w in where if w))
+               + f" ORDER BY {', '.join(_KEY_COLUMNS)}")
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        n = 0
+        try:
+            opener = gzip.open if target.suffix == ".gz" else open
+            with opener(tmp, "wt", encoding="utf-8") as f:  # type: ignore[operator]
+                for row in self._conn.execute(sql, [*(f"{x}%" for x in fingerprints), *modes]):
+                    f.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n")
+                    n += 1
+            os.replace(tmp, target)
+        except (OSError, sqlite3.Error) as err:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"{target}: cannot export the score cache ({err})") from None
+        return n
+
+    def import_file(self, path: str | Path) -> tuple[int, int]:
+        """Add the judgements of a file :meth:`export` wrote, in one transaction; rows already stored are kept
+        as they are. A bad line stops the import with nothing added.
+
+        Returns:
+            ``(rows read, rows added)``.
+
+        Raises:
+            StoreError: ``FILE:LINE: what is wrong``, or the store cannot be written.
+        """
+        columns = _ROW_COLUMNS
+        source = Path(path)
+        rows: list[tuple[object, ...]] = []
+        try:
+            opener = gzip.open if source.suffix == ".gz" else open
+            with opener(source, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        rows.append(_import_row(line, columns, f"{source}:{lineno}"))
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise StoreError(f"{source}: cannot read ({err})") from None
+        before = self.count()
+        self._insert(rows, "IGNORE")
+        return len(rows), self.count() - before
+
+
+def _import_row(line: str, columns: Sequence[str], where: str) -> tuple[object, ...]:
+    """One exported row as column values, checked; ``where`` (``FILE:LINE``) names it in the error."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{where}: not JSON ({err.msg})") from None
+    if not isinstance(obj, dict) or set(obj) != set(columns):
+        raise StoreError(f"{where}: not an exported judgement (want the columns {', '.join(columns)})")
+    texts = {"model_fingerprint", "template", "template_hash", "mode", "engine", "query_sha256", "passage_sha256",
+             "reasoning"}
+    for c in columns:
+        want: tuple[type, ...] = (str,) if c in texts else (int, float) if c in ("score", "created_at") else (int,)
+        if not isinstance(obj[c], want) or isinstance(obj[c], bool):
+            raise StoreError(f"{where}: {c} is {obj[c]!r}")
+    return tuple(obj[c] for c in columns)
 

@@ -238,3 +238,57 @@ def test_close_releases_the_backend_once(make_reranker) -> None:
     assert closed == [1] and not reranker.loaded
     reranker.close()  # nothing left to close
     assert closed == [1]
+
+
+def test_export_and_import_move_judgements_exactly(tmp_path: Path) -> None:
+    """What one machine's store exports, another's imports bit for bit; rows it holds already are kept."""
+    other = dataclasses.replace(SETTINGS, mode="reasoning", model_fingerprint="other")
+    first = {SETTINGS.key("q", f"p{i}"): Judgement(i / 3, f"why {i}", i, bool(i % 2), False) for i in range(5)}
+    first[other.key("q", "p0")] = Judgement(0.1 ** 7, "ü \"quoted\"\n", 96, True, True)
+    with ScoreStore(tmp_path / "a.sqlite") as a:
+        a.put_many(first.items())
+        assert a.export(tmp_path / "all.jsonl.gz") == 6
+        assert a.export(tmp_path / "fp.jsonl", fingerprints=["f"], modes=["direct"]) == 5
+        assert a.export(tmp_path / "none.jsonl", fingerprints=["x"]) == 0
+    mine = SETTINGS.key("q", "p1")
+    with ScoreStore(tmp_path / "b.sqlite") as b:
+        b.put_many([(mine, Judgement(0.5))])
+        assert b.import_file(tmp_path / "all.jsonl.gz") == (6, 5)
+        assert b.get_many([mine])[mine] == Judgement(0.5)
+        got = b.get_many(first)
+        assert {k: v for k, v in got.items() if k != mine} == {k: v for k, v in first.items() if k != mine}
+        assert b.import_file(tmp_path / "fp.jsonl") == (5, 0)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_bad_import_line_names_the_file_and_line_and_adds_nothing(tmp_path: Path) -> None:
+    with ScoreStore(tmp_path / "a.sqlite") as a:
+        a.put_many([(SETTINGS.key("q", "p"), Judgement(0.25))])
+        a.export(tmp_path / "good.jsonl")
+    good = (tmp_path / "good.jsonl").read_text()
+    bad_rows = {"not json": "not JSON", good.replace('"budget": 0', '"budget": "0"'): "budget is '0'",
+                good.replace('"score": 0.25, ', ""): "not an exported judgement"}
+    for i, (text, want) in enumerate(bad_rows.items()):
+        path = tmp_path / f"bad{i}.jsonl"
+        path.write_text(good + "\n" + text + "\n")
+        with ScoreStore(tmp_path / f"b{i}.sqlite") as b:
+            with pytest.raises(StoreError, match=f"bad{i}.jsonl:3: {want}"):
+                b.import_file(path)
+            assert b.count() == 0
+
+
+def test_cache_cli_exports_and_imports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rank1.cli import app
+
+    with ScoreStore(tmp_path / "a.sqlite") as a:
+        a.put_many([(SETTINGS.key("q", "p"), Judgement(0.25))])
+    runner = CliRunner()
+    done = runner.invoke(app, ["cache", "export", str(tmp_path / "x.jsonl.gz"), "--cache", str(tmp_path / "a.sqlite")])
+    assert done.exit_code == 0 and "1 of 1 judgements" in done.output
+    done = runner.invoke(app, ["cache", "import", str(tmp_path / "x.jsonl.gz"), "--cache", str(tmp_path / "b.sqlite")])
+    assert done.exit_code == 0 and "1 judgements, 1 new" in done.output
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    done = runner.invoke(app, ["cache", "import", str(tmp_path / "bad.jsonl"), "--cache", str(tmp_path / "b.sqlite")])
+    assert done.exit_code == 2 and "bad.jsonl:1: not an exported judgement" in done.output
