@@ -200,10 +200,17 @@ class _MsMarcoRules:
         return out
 
 
-def condaqa_groups(path: str | Path) -> list[tuple[str, Group]]:
-    """``(PassageID, group)`` for each ``condaqa-flip`` group of the CondaQA file (see the module docstring)."""
+def read_condaqa(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of the CondaQA file, each with the fields the CondaQA rules read (a missing one: InputError)."""
+    return [o for _, o in read_rows(path, ("sentence1", "sentence2", "label", "PassageEditID", "PassageID",
+                                           "QuestionID"))]
+
+
+def condaqa_groups(rows: Sequence[dict[str, Any]]) -> list[tuple[str, Group]]:
+    """``(PassageID, group)`` for each ``condaqa-flip`` group of the CondaQA rows (:func:`read_condaqa`; see the
+    module docstring)."""
     by: dict[tuple[str, str], dict[int, tuple[str, str, str]]] = {}
-    for _, o in read_rows(path, ("sentence1", "sentence2", "label", "PassageEditID", "PassageID", "QuestionID")):
+    for o in rows:
         if o["label"] in ("YES", "NO") and int(o["PassageEditID"]) in (0, 2, 3):
             by.setdefault((str(o["PassageID"]), str(o["QuestionID"])), {})[int(o["PassageEditID"])] = (
                 o["sentence1"], o["label"].lower(), o["sentence2"])
@@ -218,11 +225,12 @@ def condaqa_groups(path: str | Path) -> list[tuple[str, Group]]:
     return out
 
 
-def condaqa_statements(path: str | Path, seed: int = 0) -> list[tuple[str, Group]]:
-    """``(PassageID, group)`` for the ``condaqa-statement`` groups: each CondaQA passage's edit with a negation cue
-    (0, the original; 2, the scope edit) against its affirmative edit (3), by :func:`distill.statement.statement_groups`."""
+def condaqa_statements(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[tuple[str, Group]]:
+    """``(PassageID, group)`` for the ``condaqa-statement`` groups of the CondaQA rows: each passage's edit with a
+    negation cue (0, the original; 2, the scope edit) against its affirmative edit (3), by
+    :func:`distill.statement.statement_groups`."""
     texts: dict[str, dict[int, str]] = {}
-    for _, o in read_rows(path, ("sentence1", "PassageEditID", "PassageID")):
+    for o in rows:
         texts.setdefault(str(o["PassageID"]), {})[int(o["PassageEditID"])] = o["sentence1"]
     out = []
     for pid, edits in sorted(texts.items()):
@@ -294,11 +302,12 @@ def build_contrast(data_dir: str | Path, config: ContrastConfig = ContrastConfig
                 if g.source in made:
                     made[g.source].append((it.key, g))
     if condaqa:  # one held-out draw of PassageIDs, whichever CondaQA rules run
-        found = condaqa_groups(root / CONDAQA_FILE)
+        condaqa_rows = read_condaqa(root / CONDAQA_FILE)
+        found = condaqa_groups(condaqa_rows)
         pids = sorted({p for p, _ in found})
         draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, round(len(pids) * config.dev_fraction))
         held |= {f"condaqa:{p}" for p in draw}
-        found += condaqa_statements(root / CONDAQA_FILE, config.seed) if "statement" in config.rules else []
+        found += condaqa_statements(condaqa_rows, config.seed) if "statement" in config.rules else []
         for p, g in found:
             if g.source in made:
                 made[g.source].append((f"condaqa:{p}", g))

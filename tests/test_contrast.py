@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distill.contrast import (ContrastConfig, build_contrast, condaqa_groups, examples_text, mark_changes,
-                              nevir_train_groups)
+                              nevir_train_groups, read_condaqa)
 from distill.negation import answer_sentence, is_yes_no, negate, pair_term, salient_term, with_clause
 from distill.msmarco import DEV_FILE, POSITIVES_FILE, dev_split, read_dev, read_groups, write_groups
 from rank1.cli import app
@@ -136,7 +136,7 @@ def test_condaqa_flip_pairs_edits_whose_answers_differ(make_file) -> None:
         condaqa_row("p1", 3, "q2", "YES", "Gambling is legal here.", "Is it taxed?"),
         condaqa_row("p2", 0, "q1", "YES", "Same text."), condaqa_row("p2", 3, "q1", "NO", "Same text."),
     ]) + "\n")
-    found = condaqa_groups(path)
+    found = condaqa_groups(read_condaqa(path))
     assert [p for p, _ in found] == ["p1", "p1", "p1"]
     by_qid = {g.qid: g for _, g in found}
     yes = by_qid["condaqa-p1-q1-yes-3"]
