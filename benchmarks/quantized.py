@@ -7,6 +7,9 @@ Not a test. Each variant is a backend with its options:
                an AVX2-only CPU torch emulates it, slowly).
   torch-int8   transformers, ``quantize=int8``: torch's dynamic int8 linear layers (per-tensor weights).
   ct2-int8     ctranslate2, ``compute_type=int8``: int8 weights per output channel (``--backend ctranslate2``).
+  ov-int8      openvino, ``weight_format=int8``: NNCF int8 weights per output channel, activations quantized on the
+               fly in groups of 32 (OpenVINO's CPU default; ``--backend openvino``).
+  ov-int4      openvino, ``weight_format=int4``: NNCF int4 weights in groups of 128 (embeddings and output layer int8).
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -54,6 +57,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bfloat16": ("transformers", {"dtype": "bfloat16"}),
     "torch-int8": ("transformers", {"quantize": "int8"}),
     "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
+    "ov-int8": ("openvino", {"weight_format": "int8"}),
+    "ov-int4": ("openvino", {"weight_format": "int4"}),
 }
 
 

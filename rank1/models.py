@@ -69,6 +69,12 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(root).expanduser()
 
 
+def copies_root(model: ModelRef) -> Path:
+    """Where copies of ``model`` converted for another engine go: beside it in its model cache (an embedded model, a
+    GGUF file, a student), or in the model cache root for a user's own folder or a hub id."""
+    return Path(model.path).parent if model.source in ("embedded", "gguf", "student") else cache_root()
+
+
 def _package_dir(package: str) -> Path | None:
     """Where ``package`` is installed, found without importing it."""
     try:
@@ -189,7 +195,7 @@ def read_pretrained(path: str, name: str, trust_remote_code: bool = False, **kwa
     Raises:
         ModelError: The weights or the tokenizer cannot be read.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     bar_was_on = hf_logging.is_progress_bar_enabled()
@@ -197,15 +203,28 @@ def read_pretrained(path: str, name: str, trust_remote_code: bool = False, **kwa
     try:
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code,
                                                      **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = read_tokenizer(path, trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {name!r} from {path}: {err}") from err
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
+    return model, tokenizer
+
+
+def read_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of the model folder (or hub id) ``path``, with a padding token (its end token where it has
+    none).
+
+    Raises:
+        OSError, ValueError: transformers cannot read it.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return tokenizer
 
 
 def _gguf_builder(produce: Callable[[Path], Path], keep_gguf: bool) -> Callable[[Path], None]:

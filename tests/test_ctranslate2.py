@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-INT8_VS_FP32 = 0.05
-"""Most |P(true) difference| of int8 weights against float32 on the sample (smollm2-135m, direct mode); the
-ranking-quality bar is measured on real collections in benchmarks/quantized.py."""
+INT8_VS_FP32 = 0.08
+"""Most |P(true) difference| of int8 weights against float32 on the sample (smollm2-135m, direct mode). The int8
+kernels differ by CPU: measured 0.054 on an AMD EPYC with AVX512-VNNI and no AMX, under 0.05 on an Intel Xeon with
+AMX; the ranking-quality bar is measured on real collections in benchmarks/quantized.py."""
+INT8_MEAN_VS_FP32 = 0.02
+"""Most mean |P(true) difference| over the sample: int8 noise, not a shifted scale."""
 
 
 def engine(**options: Any) -> str:
@@ -93,7 +96,8 @@ def test_int8_scores_are_distinct_and_near_float32(engines: dict[str, Any],
     exact = [j.score for j in engines["exact"].score(sample_pairs)]
     int8 = [j.score for j in engines["int8"].score(sample_pairs)]
     assert len(set(int8)) == len(sample_pairs)
-    assert max(abs(a - b) for a, b in zip(exact, int8)) <= INT8_VS_FP32
+    diffs = [abs(a - b) for a, b in zip(exact, int8)]
+    assert max(diffs) <= INT8_VS_FP32 and sum(diffs) / len(diffs) <= INT8_MEAN_VS_FP32, diffs
 
 
 @pytest.mark.slow

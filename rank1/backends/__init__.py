@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "transformers": "rank1.backends.transformers:TransformersBackend",
     "vllm": "rank1.backends.vllm:VLLMBackend",
     "ctranslate2": "rank1.backends.ctranslate2:CTranslate2Backend",
+    "openvino": "rank1.backends.openvino:OpenVINOBackend",
 }
 
 
@@ -78,11 +79,12 @@ def backend_options(
     """The ``backend_options`` of a :class:`rank1.reranker.RerankerConfig` for ``backend``.
 
     Args:
-        backend: ``transformers``, ``vllm`` or ``ctranslate2``.
-        dtype: Every backend (ctranslate2: ``auto`` or ``float32``).
-        device: transformers and ctranslate2 (vLLM runs on its platform's device); ``cpu`` is accepted for all.
+        backend: ``transformers``, ``vllm``, ``ctranslate2`` or ``openvino``.
+        dtype: Every backend (ctranslate2 and openvino: ``auto`` or ``float32``).
+        device: transformers and ctranslate2 (vLLM runs on its platform's device, openvino on the CPU); ``cpu`` is
+            accepted for all.
         quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU); ctranslate2: ``int8``
-            (its default, the only value).
+            (its default, the only value); openvino: ``int8`` (its default) or ``int4``, its ``weight_format``.
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
             given (the backend's default).
@@ -113,6 +115,13 @@ def backend_options(
             raise ValueError(f"--quantize {quantize}: the ctranslate2 backend runs int8 weights (its default); "
                              "4bit and 8bit are transformers options")
         return {"dtype": dtype, "device": device}
+    if backend == "openvino":
+        if quantize not in (None, "int8", "int4"):
+            raise ValueError(f"--quantize {quantize}: the openvino backend compresses its weights to int8 (its "
+                             "default) or int4; 4bit and 8bit are transformers options")
+        if device != "cpu":
+            raise ValueError("--device: the openvino backend runs on the CPU")
+        return {"dtype": dtype, **({"weight_format": quantize} if quantize else {})}
     return {"dtype": dtype, "device": device, "quantize": quantize}
 
 

@@ -113,6 +113,12 @@ def answer_sequence(tokenizer: Any, tokens: list[int], settings: JudgeSettings) 
     return [*tokens[:kept], *tokenizer.encode(settings.reclose(rest), add_special_tokens=False)], text, fallback
 
 
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length (stable), cut into batches of ``batch_size`` neighbours (little padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the reranker needs from an inference engine."""

@@ -23,14 +23,11 @@ from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
-from rank1.models import ModelError, ModelRef, cache_root, ensure_cached
+from rank1.models import ModelError, ModelRef, copies_root, ensure_cached, read_tokenizer
 from rank1.scoring import Judgement, p_true
 
 COMPUTE_TYPES = ("int8", "float32")
 """The values of the ``compute_type`` option."""
-
-CACHED_SOURCES = ("embedded", "gguf", "student")
-"""Model sources that live in a model cache (the converted copy goes beside them)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def converted(model: ModelRef, compute_type: str) -> Path:
     """
     if importlib.util.find_spec("ctranslate2") is None:
         raise ModelError("the ctranslate2 backend needs ctranslate2: pip install 'rank1[ctranslate2]'")
-    root = Path(model.path).parent if model.source in CACHED_SOURCES else cache_root()
+    root = copies_root(model)
     name = f"{model.name.replace('/', '--')}.ct2-{compute_type}"
 
     def build(tmp: Path) -> None:
@@ -133,17 +130,14 @@ class CTranslate2Backend(BaseBackend):
     def __init__(self, model: ModelRef, **options: Any) -> None:
         self.options = o = CTranslate2Options.parse(options)
         import ctranslate2
-        from transformers import AutoTokenizer
 
         path = converted(model, o.compute_type)
         try:
             self.generator = ctranslate2.Generator(str(path), device=o.device, compute_type=o.compute_type,
                                                    intra_threads=o.threads)
-            tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=o.trust_remote_code)
+            tokenizer = read_tokenizer(model.path, o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelError(f"cannot load {model.name!r} with CTranslate2 from {path}: {err}") from err
-        if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
         super().__init__(tokenizer, model.fingerprint)
 
     def close(self) -> None:

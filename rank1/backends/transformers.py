@@ -17,7 +17,8 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
-from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
+from rank1.backends.base import (BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence,
+                                 length_buckets)
 from rank1.backends.head import Float32Answers
 from rank1.backends.options import BackendOptions
 from rank1.backends.prefix import plan_shared
@@ -193,11 +194,7 @@ class TransformersBackend(BaseBackend):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return input_ids, mask, positions
 
-    @staticmethod
-    def _buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-        """Indices sorted by length (stable), cut into batches of neighbours."""
-        order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    _buckets = staticmethod(length_buckets)  # indices sorted by length, cut into batches of neighbours
 
     def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) read at the last position of each token list.
