@@ -43,7 +43,7 @@ from typing import Any
 from benchmarks._common import header, write_json
 from benchmarks.budget import collections
 from benchmarks.student import bootstrap_ci, per_query
-from rank1.hardware import cpu_dtype_choice
+from rank1.hardware import cpu_dtype_choice, describe_cpu
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.results import reweight
 from rank1.store import ScoreStore, default_store_path
@@ -83,7 +83,7 @@ def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], st
     entry = report["variants"].setdefault(variant, {})
     with reranker(variant, model=model, mode="direct", batch_size=8) as r:
         entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1], engine=r.store_settings.engine,
-                     model=r.meta["model"])
+                     model=r.meta["model"], quality_cpu=describe_cpu())
         for name, c in data.items():
             result = r.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
             ranked = reweight(result, c["run"], 0.0)
@@ -103,7 +103,8 @@ def speed(variant: str, args: argparse.Namespace, data: dict[str, dict[str, Any]
     under ``speed[args.speed_label]`` with the ISA limits in force (the environment variables that set them)."""
     c = data["dl19"]
     pairs = [(c["topics"][q].full_text, c["corpus"][d].full_text) for q, docs in c["run"].items() for d in docs]
-    row: dict[str, Any] = {"isa_env": {k: v for k, v in os.environ.items() if k in ISA_ENV}}
+    row: dict[str, Any] = {"cpu": describe_cpu(), "date": header()["date"],
+                           "isa_env": {k: v for k, v in os.environ.items() if k in ISA_ENV}}
     with reranker(variant, model=args.model, mode="direct", batch_size=8) as r:
         r.score(pairs[:8])  # warm up (first-call allocations, one-time conversions)
         start = time.perf_counter()

@@ -216,8 +216,8 @@ def speed_cpu() -> str:
 
 
 def quantized() -> str:
-    """Quantized CPU paths against the exact ones (benchmarks/quantized.py): quality, paired differences to
-    float32, direct and reasoning speed, on one machine."""
+    """Quantized CPU paths against the exact ones (benchmarks/quantized.py): quality and paired differences to
+    float32 (direct mode; speed: :func:`quantized_speed`)."""
     report = result("quantized.json")
     rows = []
     for variant, v in report["variants"].items():
@@ -232,16 +232,41 @@ def quantized() -> str:
             diff = (f" ({points(q['diff_vs_float32'])} {interval(q['diff_ci95_vs_float32'])})"
                     if "diff_vs_float32" in q else "")
             cells.append(num(value) + diff)
-        for label in ("native", "avx2"):
-            row = v.get("speed", {}).get(label, {})
-            reasoning = row.get("reasoning")
-            cells.append(f"{row['direct_pairs_per_second']:.2f}" if row else "not measured")
-            cells.append(f"{reasoning['pairs_per_second']:.2f} / {reasoning['generated_tokens_per_second']:.1f}"
-                         if reasoning else "not measured")
         rows.append([f"{variant} (`{v.get('backend', '?')}`)", *cells])
-    header = ["variant", "DL19 nDCG@10", "DL20 nDCG@10", "NevIR paired accuracy", "direct pairs/s",
-              "reasoning pairs/s / gen. tok/s", "direct pairs/s, AVX2 only", "reasoning, AVX2 only"]
-    return table(header, rows)
+    return table(["variant", "DL19 nDCG@10", "DL20 nDCG@10", "NevIR paired accuracy"], rows)
+
+
+def _cpu_short(cpu: str) -> str:
+    """A CPU description (``rank1.hardware.describe_cpu``) cut to its name and its best matrix unit."""
+    unit = next((u for flag, u in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx2", "AVX2"))
+                 if flag in cpu), "?")
+    return f"{cpu.split(',')[0].replace('(R)', '')}, {unit}"
+
+
+def quantized_speed() -> str:
+    """The speed rows of benchmarks/quantized.py, per machine (its CPU, and the ISA limit of the run): direct
+    pairs/s and reasoning pairs/s and generated tokens/s, and each as a multiple of the fastest exact variant
+    (float32, bfloat16) of the same run."""
+    report = result("quantized.json")
+    runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for variant, v in report["variants"].items():
+        for label, row in v.get("speed", {}).items():
+            runs.setdefault(label, {})[variant] = row
+    rows = []
+    for label, by_variant in runs.items():
+        exact = [by_variant[e] for e in ("float32", "bfloat16") if e in by_variant]
+        best = max((r["direct_pairs_per_second"] for r in exact), default=None)
+        best_reason = max((r["reasoning"]["pairs_per_second"] for r in exact if "reasoning" in r), default=None)
+        cpu = _cpu_short(next(iter(by_variant.values())).get("cpu", "?"))
+        for variant, row in by_variant.items():
+            reasoning = row.get("reasoning")
+            rows.append([f"{cpu} ({label})", variant, f"{row['direct_pairs_per_second']:.2f}",
+                         f"{row['direct_pairs_per_second'] / best:.2f}" if best else "—",
+                         f"{reasoning['pairs_per_second']:.2f} / {reasoning['generated_tokens_per_second']:.1f}"
+                         if reasoning else "not measured",
+                         f"{reasoning['pairs_per_second'] / best_reason:.2f}" if reasoning and best_reason else "—"])
+    return table(["machine (run)", "variant", "direct pairs/s", "x fastest exact", "reasoning pairs/s / gen. tok/s",
+                  "x fastest exact"], rows)
 
 
 def negation_test(name: str = "negation_test.json") -> str:
@@ -275,6 +300,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "precision": precision,
     "speed-cpu": speed_cpu,
     "quantized": quantized,
+    "quantized-speed": quantized_speed,
 }
 
 
