@@ -306,6 +306,32 @@ def export(
     body()
 
 
+def _adapter_folder(spec: str) -> Path:
+    """An adapter folder, or the folder of a shipped student named ``spec``."""
+    from rank1.students import STUDENTS
+
+    return STUDENTS[spec].folder if spec in STUDENTS else Path(spec)
+
+
+@app.command()
+def interpolate(
+    anchor: str = typer.Argument(..., help="Adapter folder or shipped student to fall back towards (weight 0)."),
+    tuned: str = typer.Argument(..., help="Adapter folder or shipped student trained further (weight 1)."),
+    weight: float = typer.Option(..., "--weight", help="Share of TUNED's update (0-1; outside extrapolates)."),
+    out_path: Path = typer.Option(..., "--out", help="Adapter folder to write (rank of both together)."),
+) -> None:
+    """Mix two LoRA adapters in weight space (WiSE-FT): (1 - w) x ANCHOR's update + w x TUNED's, exactly."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.interpolate import interpolate as run_interpolate
+
+        info = run_interpolate(_adapter_folder(anchor), _adapter_folder(tuned), weight, out_path)
+        typer.echo(json.dumps(info))
+
+    body()
+
+
 @app.command()
 def package(
     adapter: Path = typer.Argument(..., help="Adapter folder from `rank1 distill train-labels` or `train`."),

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, Iterable, Iterator, NamedTuple, Sequence
 
 from rank1.scoring import JUDGEMENT_FIELDS, Judgement
 
@@ -223,8 +223,7 @@ class ScoreStore:
         tmp = target.with_name(f".{target.name}.tmp")
         n = 0
         try:
-            opener = gzip.open if target.suffix == ".gz" else open
-            with opener(tmp, "wt", encoding="utf-8") as f:  # type: ignore[operator]
+            with _open_text(tmp, "wt", gz=target.suffix == ".gz") as f:
                 for row in self._conn.execute(sql, [*(f"{x}%" for x in fingerprints), *modes]):
                     f.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n")
                     n += 1
@@ -248,8 +247,7 @@ class ScoreStore:
         source = Path(path)
         rows: list[tuple[object, ...]] = []
         try:
-            opener = gzip.open if source.suffix == ".gz" else open
-            with opener(source, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+            with _open_text(source, "rt", gz=source.suffix == ".gz") as f:
                 for lineno, line in enumerate(f, 1):
                     if line.strip():
                         rows.append(_import_row(line, columns, f"{source}:{lineno}"))
@@ -258,6 +256,11 @@ class ScoreStore:
         before = self.count()
         self._insert(rows, "IGNORE")
         return len(rows), self.count() - before
+
+
+def _open_text(path: Path, mode: str, gz: bool) -> IO[str]:
+    """``path`` opened in text ``mode`` (UTF-8), through gzip when ``gz``."""
+    return gzip.open(path, mode, encoding="utf-8") if gz else open(path, mode, encoding="utf-8")
 
 
 def _import_row(line: str, columns: Sequence[str], where: str) -> tuple[object, ...]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
-from rank1.backends.options import BackendOptions
+from rank1.backends.options import Float32EngineOptions
 from rank1.models import ModelError, ModelRef, copies_root, ensure_cached, read_tokenizer
 from rank1.scoring import Judgement, p_true
 
@@ -31,7 +31,7 @@ COMPUTE_TYPES = ("int8", "float32")
 
 
 @dataclass(frozen=True)
-class CTranslate2Options(BackendOptions):
+class CTranslate2Options(Float32EngineOptions):
     """The options of the CTranslate2 backend.
 
     Attributes:
@@ -45,30 +45,19 @@ class CTranslate2Options(BackendOptions):
 
     compute_type: str = "int8"
     device: str = "cpu"
-    threads: int = 0
 
-    NEUTRAL: ClassVar[tuple[str, ...]] = ("threads",)
+    ENGINE: ClassVar[str] = "ctranslate2"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.compute_type not in COMPUTE_TYPES:
             raise ValueError(f"compute_type must be {' or '.join(COMPUTE_TYPES)}, not {self.compute_type!r}")
-        if self.dtype not in ("auto", "float32"):
-            raise ValueError(f"the ctranslate2 backend computes in float32 around its int8 weights; dtype "
-                             f"{self.dtype!r} is not available (use auto)")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda for the ctranslate2 backend, not {self.device!r}")
 
     def on_cpu(self) -> bool:
         """Whether the model runs on the CPU."""
         return self.device == "cpu"
-
-    def resolved_dtype(self) -> str:
-        """Always ``"float32"``: the precision of everything that is not an int8 matrix product."""
-        return "float32"
-
-    def float32_answers(self) -> bool:
-        """The answer logits come from the float32 output of the engine's last layer already."""
-        return False
 
 
 def converted(model: ModelRef, compute_type: str) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence, length_buckets
-from rank1.backends.options import BackendOptions
+from rank1.backends.options import Float32EngineOptions
 from rank1.models import ModelError, ModelRef, copies_root, ensure_cached, read_pretrained, read_tokenizer
 from rank1.scoring import Judgement, p_true
 
@@ -42,7 +42,7 @@ INT4_GROUP = 128
 
 
 @dataclass(frozen=True)
-class OpenVINOOptions(BackendOptions):
+class OpenVINOOptions(Float32EngineOptions):
     """The options of the OpenVINO backend.
 
     Attributes:
@@ -54,24 +54,13 @@ class OpenVINOOptions(BackendOptions):
     """
 
     weight_format: str = "int8"
-    threads: int = 0
 
-    NEUTRAL: ClassVar[tuple[str, ...]] = ("threads",)
+    ENGINE: ClassVar[str] = "openvino"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight_format must be {', '.join(WEIGHT_FORMATS)}, not {self.weight_format!r}")
-        if self.dtype not in ("auto", "float32"):
-            raise ValueError(f"the openvino backend computes in float32 around its compressed weights; dtype "
-                             f"{self.dtype!r} is not available (use auto)")
-
-    def resolved_dtype(self) -> str:
-        """Always ``"float32"``: the precision of the activations."""
-        return "float32"
-
-    def float32_answers(self) -> bool:
-        """The answer logits are the engine's float32 output already."""
-        return False
 
 
 def _require() -> None:

@@ -87,3 +87,34 @@ class BackendOptions:
             raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))} "
                              f"({cls.__name__} takes {', '.join(cls.names())})")
         return cls(**options)
+
+
+@dataclass(frozen=True)
+class Float32EngineOptions(BackendOptions):
+    """The options of an engine that computes in float32 around its own (quantized) weights: CTranslate2,
+    OpenVINO. ``dtype`` may only be ``"auto"`` or ``"float32"``; the answer logits are the engine's float32
+    output already.
+
+    Attributes:
+        threads: Threads per forward pass (0: the engine's default, every core); only speed, so not part of
+            score-store keys.
+    """
+
+    threads: int = 0
+
+    NEUTRAL: ClassVar[tuple[str, ...]] = ("threads",)
+    ENGINE: ClassVar[str] = "this"
+    """The backend's name, for error messages."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("auto", "float32"):
+            raise ValueError(f"the {self.ENGINE} backend computes in float32 around its quantized weights; dtype "
+                             f"{self.dtype!r} is not available (use auto)")
+
+    def resolved_dtype(self) -> str:
+        """Always ``"float32"``: the precision of the activations."""
+        return "float32"
+
+    def float32_answers(self) -> bool:
+        """The answer logits are the engine's float32 output already."""
+        return False
