@@ -59,6 +59,7 @@ def _tiny_base() -> "torch.nn.Module":
 
 def _tiny_adapter(folder: Path, seed: int, alpha: int) -> None:
     from peft import LoraConfig, get_peft_model
+
     base = _tiny_base()
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "down_proj"]))
     torch.manual_seed(seed)
@@ -70,6 +71,7 @@ def _tiny_adapter(folder: Path, seed: int, alpha: int) -> None:
 
 def _logits(adapter: Path | None) -> "torch.Tensor":
     from peft import PeftModel
+
     base = _tiny_base()
     model = PeftModel.from_pretrained(base, str(adapter)) if adapter else base
     with torch.no_grad():
