@@ -47,7 +47,11 @@ def scaling(config: dict[str, Any]) -> float:
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
-def _same(value: Any) -> Any:
+def _same(key: str, value: Any) -> Any:
+    """``value`` as compared: lists as sets; the base by its folder or registry name (a trained adapter records
+    the local path of the base, a shipped one its registry name)."""
+    if key == "base_model_name_or_path" and isinstance(value, str):
+        return Path(value).name
     return sorted(value) if isinstance(value, list) else value
 
 
@@ -72,7 +76,7 @@ def interpolate(anchor: str | Path, tuned: str | Path, weight: float, out_dir: s
     a_dir, b_dir = Path(anchor), Path(tuned)
     (a_cfg, a_w), (b_cfg, b_w) = _read(a_dir), _read(b_dir)
     for key in _MUST_MATCH:
-        if _same(a_cfg.get(key)) != _same(b_cfg.get(key)):
+        if _same(key, a_cfg.get(key)) != _same(key, b_cfg.get(key)):
             raise ValueError(f"{a_dir} and {b_dir} differ in {key}: {a_cfg.get(key)!r} against {b_cfg.get(key)!r}")
     if set(a_w) != set(b_w):
         odd = sorted(set(a_w) ^ set(b_w))[0]

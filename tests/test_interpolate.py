@@ -96,6 +96,10 @@ def test_cli_writes_the_mix_and_rejects_adapters_of_different_modules(tmp_path: 
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout.strip().splitlines()[-1])["rank"] == 8
     shutil.copytree(tmp_path / "b", tmp_path / "c")
+    for folder, base in (("a", "tiny-qwen"), ("c", "/root/.cache/rank1/models/tiny-qwen")):  # shipped, trained
+        path = tmp_path / folder / "adapter_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "base_model_name_or_path": base}))
+    assert interpolate(tmp_path / "a", tmp_path / "c", 0.5, tmp_path / "mix2")["rank"] == 8
     config = json.loads((tmp_path / "c" / "adapter_config.json").read_text())
     (tmp_path / "c" / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["q_proj"]}))
     bad = runner.invoke(app, ["distill", "interpolate", str(tmp_path / "a"), str(tmp_path / "c"), "--weight", "0.5",
