@@ -70,6 +70,11 @@ class Student:
 
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
+    Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
+            sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
+            description="v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen on dev): "
+                        "direct mode; see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0),
     Student("rank1-0.5b-neg2", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="15dc390928e398f1716b492c83f844604d2a00773522f04df9475bcced67c3bf",
             description="rank1-0.5b-neg continued with statement pairs (a query for each side of a negation): "

@@ -323,13 +323,14 @@ POLARITY_PAIRS = [  # (query asking for the negated side, query asking for the p
 
 
 @pytest.mark.slow
-def test_neg2_student_follows_the_query_polarity() -> None:
-    """``rank1-0.5b-neg2`` (direct mode) on NevIR-style minimal pairs written for this test: each of the two
+@pytest.mark.parametrize("model", ["rank1-0.5b-neg2", "rank1-0.5b-wise"])
+def test_negation_students_follow_the_query_polarity(model: str) -> None:
+    """The negation students (direct mode) on NevIR-style minimal pairs written for this test: each of the two
     queries ranks its own side of the negation first, by a clear margin."""
     from rank1.reranker import Reranker
 
     try:
-        reranker = Reranker(model="rank1-0.5b-neg2", mode="direct")
+        reranker = Reranker(model=model, mode="direct")
     except ModelError as err:
         pytest.skip(str(err))
     for q_neg, q_plain, negated, plain in POLARITY_PAIRS:
