@@ -153,6 +153,8 @@ def shipped_models() -> str:
          "not measured", "not measured", *dl_ndcg("student_reasoning_all.json", "rank1-0.5b-reasoning"),
          *nevir("student_reasoning_all.json", "rank1-0.5b-reasoning")],
         ["`rank1-0.5b-neg2` (negation and exclusion)", "direct, alone", *negation_student("negation_test_neg2.json")],
+        ["`rank1-0.5b-wise` (v3 + a negation student, WiSE-FT)", "direct, alone",
+         *negation_student("negation_test_wise.json")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
               "NevIR paired accuracy", "pairs/s (NevIR run)"]
@@ -295,6 +297,7 @@ def negation_test(name: str = "negation_test.json") -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "negation-test": negation_test,
     "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
+    "negation-test-wise": lambda: negation_test("negation_test_wise.json"),
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
