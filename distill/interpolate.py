@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rank1.io.atomic import atomic_folder
+from rank1.students import ADAPTER_FILE
 
-ADAPTER_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
 _MUST_MATCH = ("peft_type", "base_model_name_or_path", "target_modules", "layers_to_transform", "bias", "use_dora",
                "modules_to_save", "fan_in_fan_out")
