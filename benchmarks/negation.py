@@ -140,7 +140,7 @@ class Measure:
         for name in order:  # direct arms, collection by collection (NevIR first)
             for arm in arms(self.args)[:2]:
                 self.judge(arm, self.colls[name])
-        for name in order:
+        for name in order if not self.args.no_reasoning else ():
             if name not in RANKED:
                 self.judge(arms(self.args)[2], self.colls[name])
         self.update()
@@ -166,6 +166,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--slice-pairs", type=int, default=200, help="rewrite the JSON after about this many judgements")
     ap.add_argument("--no-judge", action="store_true", help="only rewrite the JSON from the store")
+    ap.add_argument("--no-reasoning", action="store_true",
+                    help="judge the direct arms only (the report still shows what the store holds for reasoning)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", default=str(RESULTS / "negation_test.json"))
     args = ap.parse_args(argv)

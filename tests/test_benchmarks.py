@@ -80,6 +80,9 @@ def test_negation_script(run_script) -> None:
     blended with direct, paired comparisons, full coverage; DL in direct mode only."""
     args = ("--baseline", "smollm2-135m", "--limit", "1", "--depth", "2", "--budget", "4", "--direct-blend", "0.5",
             "--collections", "nevir,boolq,dl19", "--slice-pairs", "2")
+    direct_only = run_script("negation.py", *args, "--no-reasoning")["rows"]
+    assert direct_only["nevir"]["new direct"]["coverage"] == 1.0
+    assert direct_only["nevir"]["new reasoning"]["pairs_judged"] == 0  # --no-reasoning: none generated
     report = run_script("negation.py", *args)
     rows = report["rows"]
     assert set(rows["nevir"]) == {"baseline direct", "new direct", "new reasoning"} and set(rows["dl19"]) == {
