@@ -10,6 +10,9 @@ Not a test. Each variant is a backend with its options:
   ov-int8      openvino, ``weight_format=int8``: NNCF int8 weights per output channel, activations quantized on the
                fly in groups of 32 (OpenVINO's CPU default; ``--backend openvino``).
   ov-int4      openvino, ``weight_format=int4``: NNCF int4 weights in groups of 128 (embeddings and output layer int8).
+  ov-int8-bf16, ov-int4-bf16
+               the same with ``dtype=bfloat16``: OpenVINO computes the activations and holds the key/value cache in
+               bfloat16 (its ``INFERENCE_PRECISION_HINT``), for CPUs with bf16 units.
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -59,6 +62,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
     "ov-int8": ("openvino", {"weight_format": "int8"}),
     "ov-int4": ("openvino", {"weight_format": "int4"}),
+    "ov-int8-bf16": ("openvino", {"weight_format": "int8", "dtype": "bfloat16"}),
+    "ov-int4-bf16": ("openvino", {"weight_format": "int4", "dtype": "bfloat16"}),
 }
 
 
@@ -79,7 +84,7 @@ def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str,
 def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], store: ScoreStore,
             report: dict[str, Any]) -> None:
     """Judge every collection with ``variant`` in direct mode; record quality and the paired difference to
-    float32 (which must come first)."""
+    float32 (which must come first, with the same model)."""
     entry = report["variants"].setdefault(variant, {})
     with reranker(variant, model=model, mode="direct", batch_size=8) as r:
         entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1], engine=r.store_settings.engine,
@@ -89,7 +94,8 @@ def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], st
             ranked = reweight(result, c["run"], 0.0)
             units = pair_hits(ranked, c["pairs"]) if "pairs" in c else per_query(ranked, c["qrels"])
             row: dict[str, Any] = {c["metric"]: c["measure"](ranked), "judgements": sum(map(len, ranked.values()))}
-            reference = report["variants"].get("float32", {}).get("units", {}).get(name)
+            exact = report["variants"].get("float32", {})
+            reference = exact.get("units", {}).get(name) if exact.get("model") == entry["model"] else None
             if variant != "float32" and reference:
                 row["diff_vs_float32"] = sum(units[u] - reference[u] for u in units) / len(units)
                 row["diff_ci95_vs_float32"] = bootstrap_ci(units, reference)

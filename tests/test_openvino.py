@@ -23,6 +23,10 @@ INT4_VS_FP32 = 0.1
 """Most |P(true) difference| of int4 weights (groups of 128, adjusted to 64 where smollm2's width of 576 needs it)
 against float32 on the sample (0.053 measured); int4 orders smollm2's close scores poorly (Kendall tau 0.31)."""
 
+BF16_VS_FP32 = 0.1
+"""Most |P(true) difference| of int8 weights with OpenVINO's bfloat16 precision hint against its float32 hint on
+the sample (smollm2-135m, direct mode)."""
+
 NO_OPENVINO = "openvino is not installed: pip install 'rank1[openvino]'"
 
 
@@ -36,6 +40,7 @@ def test_store_keys_name_the_weight_format_and_not_the_threads() -> None:
     assert engine() == engine(threads=2) == engine(weight_format="int8", dtype="float32")
     assert "weight_format=int8" in engine() and "dtype=float32" in engine() and "answers=" not in engine()
     assert len({engine(), engine(weight_format="int4"), engine(weight_format="fp32")}) == 3
+    assert "dtype=bfloat16" in engine(dtype="bfloat16") and engine(dtype="bfloat16") != engine()
 
 
 def test_bad_options_fail_before_loading() -> None:
@@ -43,8 +48,8 @@ def test_bad_options_fail_before_loading() -> None:
 
     with pytest.raises(ValueError, match="weight_format must be int8, int4, fp32"):
         check_options("openvino", {"weight_format": "int3"})
-    with pytest.raises(ValueError, match="bfloat16"):
-        check_options("openvino", {"dtype": "bfloat16"})
+    with pytest.raises(ValueError, match="float32 or bfloat16; dtype 'float16'"):
+        check_options("openvino", {"dtype": "float16"})
     with pytest.raises(ValueError, match="unknown backend options: device"):
         check_options("openvino", {"device": "cpu"})
     with pytest.raises(ValueError, match="--quantize 4bit"):
@@ -120,6 +125,14 @@ def test_int8_scores_are_distinct_near_float32_and_rank_alike(engines: dict[str,
     assert len(set(int8)) == len(sample_pairs)
     assert max(abs(a - b) for a, b in zip(exact, int8)) <= INT8_VS_FP32
     assert concordance([q for q, _ in sample_pairs], exact, int8) >= INT8_CONCORDANCE
+
+
+@pytest.mark.slow
+def test_bfloat16_hint_scores_are_near_float32(engines: dict[str, Any], sample_pairs: list[tuple[str, str]]) -> None:
+    """``dtype="bfloat16"``: OpenVINO computes the activations (and holds the cache) in bfloat16."""
+    bf16 = engines["int8"].replace(backend_options={"weight_format": "int8", "dtype": "bfloat16"})
+    int8 = [j.score for j in engines["int8"].score(sample_pairs)]
+    assert max(abs(a - j.score) for a, j in zip(int8, bf16.score(sample_pairs))) <= BF16_VS_FP32
 
 
 @pytest.mark.slow

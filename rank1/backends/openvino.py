@@ -3,14 +3,16 @@
 OpenVINO with NNCF (``pip install 'rank1[openvino]'``) runs an exported copy of the model whose weights NNCF
 compressed to int8 (asymmetric, per output channel) or int4 (asymmetric, per group of 128 inputs, smaller where a
 layer's width needs it; embeddings and output layer int8), as optimum-intel's ``OVWeightQuantizationConfig``
-does. Activations are float32, but OpenVINO's CPU default quantizes them to int8 in groups of 32 inside the
-compressed matrix products. optimum-intel itself is not used (its releases want transformers < 5.6; 2.2.0 fails
-to import on 5.19): the model is traced with OpenVINO's converter and compressed by ``nncf.compress_weights``.
+does. OpenVINO's CPU plugin quantizes activations to int8 in groups of 32 inside the compressed matrix products;
+the rest computes in float32, or in bfloat16 with ``dtype="bfloat16"``. optimum-intel itself is not used (its
+releases want transformers < 5.6; 2.2.0 fails to import on 5.19): the model is traced with OpenVINO's converter
+and compressed by ``nncf.compress_weights``.
 
-The exported graph takes ``input_ids``, a 2D ``attention_mask`` over past and new tokens, ``position_ids`` and
-every layer's key/value cache (``past.<layer>.key|value``, empty for a fresh prompt), and returns the last
-position's logits and the grown cache. It is made once per model and weight format (:func:`exported`) and cached
-beside the model in the model cache.
+The exported graph is stateful, as optimum-intel makes it: it takes ``input_ids``, a 2D ``attention_mask`` over
+past and new tokens, ``position_ids`` and ``beam_idx`` (which cached rows the new tokens continue), keeps every
+layer's key/value cache inside the inference request, and returns the last position's logits. The cache is held
+in the compute precision (float32 or bfloat16; OpenVINO's default would quantize it to u8). It is made once per
+model and weight format (:func:`exported`) and cached beside the model in the model cache.
 
 Direct mode reads P(true) after each prompt in length-bucketed, left-padded batches, like the transformers
 backend without shared heads. Reasoning mode decodes a length-bucketed batch greedily on the cache, each row
@@ -34,11 +36,15 @@ from rank1.scoring import Judgement, p_true
 WEIGHT_FORMATS = ("int8", "int4", "fp32")
 """The values of the ``weight_format`` option."""
 
-EXPORT_REVISION = 1
+EXPORT_REVISION = 2
 """Revision of the exported graph's inputs and outputs, part of the cached copy's name."""
 
 INT4_GROUP = 128
 """int4 weights get one scale per this many inputs (optimum-intel's default)."""
+
+
+PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}
+"""OpenVINO's ``INFERENCE_PRECISION_HINT`` (and key/value cache precision) for each ``dtype``."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,8 @@ class OpenVINOOptions(Float32EngineOptions):
     """The options of the OpenVINO backend.
 
     Attributes:
-        dtype: ``"auto"`` or ``"float32"``: the precision hint (OpenVINO's bfloat16 hint is not used).
+        dtype: ``"auto"`` (float32), ``"float32"`` or ``"bfloat16"``: the precision OpenVINO computes the
+            activations and holds the key/value cache in (its ``INFERENCE_PRECISION_HINT``).
         weight_format: ``"int8"`` (the default), ``"int4"``, or ``"fp32"`` (uncompressed, to check the engine
             against the exact path).
         threads: Threads per inference (0: OpenVINO's default, every core); only speed, so not part of
@@ -58,9 +65,15 @@ class OpenVINOOptions(Float32EngineOptions):
     ENGINE: ClassVar[str] = "openvino"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        if self.dtype not in ("auto", *PRECISION_HINTS):
+            raise ValueError(f"the openvino backend computes in float32 or bfloat16; dtype {self.dtype!r} is not "
+                             "available (use auto, float32 or bfloat16)")
         if self.weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight_format must be {', '.join(WEIGHT_FORMATS)}, not {self.weight_format!r}")
+
+    def resolved_dtype(self) -> str:
+        """The precision of the activations: ``dtype``, float32 for ``"auto"``."""
+        return "float32" if self.dtype == "auto" else self.dtype
 
 
 def _require() -> None:
@@ -100,8 +113,43 @@ def _step_module(model: Any) -> Any:
     return Step()
 
 
+def _make_stateful(graph: Any) -> None:
+    """Move the key/value cache of ``graph`` (inputs ``past.*``, outputs ``present.*``) into the inference
+    request, as optimum-intel's stateful export does: a ``beam_idx`` input selects the cached rows each call
+    continues (a gather on every cache input), the cache inputs and outputs become state variables, and each
+    variable starts empty (``[rows of input_ids, heads, 0, dim]``) after ``reset_state``."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    past = [port.get_any_name() for port in graph.inputs[3:]]
+    present = [port.get_any_name() for port in graph.outputs[1:]]
+    beam = opset13.parameter(name="beam_idx", dtype=ov.Type.i32, shape=ov.PartialShape([-1]))
+    beam.output(0).get_tensor().set_names({"beam_idx"})
+    graph.add_parameters([beam])
+    for name in past:
+        port = graph.input(name)
+        consumers = port.get_target_inputs()
+        chosen = opset13.gather(port, beam, opset13.constant(0))
+        for consumer in consumers:
+            consumer.replace_source_output(chosen.output(0))
+    graph.validate_nodes_and_infer_types()
+    apply_make_stateful_transformation(graph, dict(zip(past, present)))
+    rows = opset13.gather(opset13.shape_of(graph.input("input_ids"), output_type="i64"), opset13.constant([0]),
+                          opset13.constant(0))
+    for op in graph.get_ops():
+        if op.get_type_name() == "ReadValue":  # the empty cache: [rows, heads, 0, dim]
+            dims = [rows, *(opset13.constant(np.array([d.get_length() if d.is_static else 0], dtype=np.int64))
+                            for d in list(op.get_output_partial_shape(0))[1:])]
+            zero = opset13.constant(0.0, dtype=op.get_output_element_type(0))
+            op.set_arguments([opset13.broadcast(zero, opset13.concat(dims, axis=0))])
+    graph.validate_nodes_and_infer_types()
+
+
 def _export(model: ModelRef, weight_format: str, trust_remote_code: bool, out: Path) -> None:
-    """Trace ``model`` as one cached step (:func:`_step_module`), compress its weights and save it in ``out``."""
+    """Trace ``model`` as one cached step (:func:`_step_module`), compress its weights, keep its cache inside
+    (:func:`_make_stateful`) and save it in ``out``."""
     import logging
     import warnings
 
@@ -144,6 +192,7 @@ def _export(model: ModelRef, weight_format: str, trust_remote_code: bool, out: P
         adjust = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
         graph = nncf.compress_weights(graph, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=INT4_GROUP,
                                       ratio=1.0, advanced_parameters=adjust)
+    _make_stateful(graph)
     ov.save_model(graph, out / "openvino_model.xml", compress_to_fp16=False)
     shutil.copy(Path(model.path) / "config.json", out / "config.json")
 
@@ -197,45 +246,48 @@ class OpenVINOBackend(BaseBackend):
         path = exported(model, o.weight_format, o.trust_remote_code)
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": o.threads} if o.threads else {})}
+        hint = PRECISION_HINTS[o.resolved_dtype()]
+        config = {"INFERENCE_PRECISION_HINT": hint, "KV_CACHE_PRECISION": hint,
+                  **({"INFERENCE_NUM_THREADS": o.threads} if o.threads else {})}
         try:
             self.compiled = ov.Core().compile_model(str(path / "openvino_model.xml"), "CPU", config)
             tokenizer = read_tokenizer(model.path, o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelError(f"cannot load {model.name!r} with OpenVINO from {path}: {err}") from err
         self.request = self.compiled.create_infer_request()
-        self.past_names = [p.get_any_name() for p in self.compiled.inputs[3:]]
-        shape = self.compiled.inputs[3].get_partial_shape()
-        self.heads, self.dim = shape[1].get_length(), shape[3].get_length()
         super().__init__(tokenizer, model.fingerprint)
 
     def close(self) -> None:
         """Free the engine's weights."""
         self.request = self.compiled = None
 
-    def _padded(self, rows: Sequence[list[int]]) -> tuple[Any, Any, Any, list[Any]]:
-        """Left-padded (ids, mask, positions) arrays of ``rows`` and an empty cache for them."""
+    def _padded(self, rows: Sequence[list[int]]) -> tuple[Any, Any, Any]:
+        """Left-padded (ids, mask, positions) arrays of ``rows``; the request's cache emptied for them."""
         import numpy as np
 
         width = max(len(x) for x in rows)
         self.tokens.count(rows, width)
         ids = np.array([[self.tokenizer.pad_token_id] * (width - len(x)) + x for x in rows], dtype=np.int64)
         mask = np.array([[0] * (width - len(x)) + [1] * len(x) for x in rows], dtype=np.int64)
-        empty = np.zeros((len(rows), self.heads, 0, self.dim), dtype=np.float32)
-        return ids, mask, np.clip(mask.cumsum(-1) - 1, 0, None), [empty] * len(self.past_names)
+        self.request.reset_state()
+        return ids, mask, np.clip(mask.cumsum(-1) - 1, 0, None)
 
-    def _step(self, ids: Any, mask: Any, positions: Any, past: list[Any]) -> tuple[Any, list[Any]]:
-        """One inference: the last position's logits ``[rows, vocab]`` and the grown cache."""
+    def _step(self, ids: Any, mask: Any, positions: Any, rows: Sequence[int] | None = None) -> Any:
+        """One inference: the last position's logits ``[rows, vocab]``; the new tokens continue the cached
+        ``rows`` (default: every row, in order), and the cache keeps only those."""
+        import numpy as np
+
+        beam = np.arange(len(ids), dtype=np.int32) if rows is None else np.asarray(rows, dtype=np.int32)
         out = self.request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                                  **dict(zip(self.past_names, past))}).to_tuple()
-        return out[0], list(out[1:])
+                                  "beam_idx": beam})
+        return out[0]
 
     def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) read after each token list, in length-bucketed, left-padded batches of ``settings.batch_size``."""
         true, false = self.answer_tokens(settings)
         scores = [0.0] * len(ids)
         for batch in length_buckets([len(x) for x in ids], settings.batch_size):
-            logits, _ = self._step(*self._padded([ids[i] for i in batch]))
+            logits = self._step(*self._padded([ids[i] for i in batch]))
             for i, row in zip(batch, logits):
                 scores[i] = p_true(float(row[true]), float(row[false]))
         return scores
@@ -265,9 +317,10 @@ class OpenVINOBackend(BaseBackend):
 
         generated: list[list[int]] = [[] for _ in ids]
         active = list(range(len(ids)))  # row r of the arrays is sequence active[r]
-        tokens, mask, positions, past = self._padded(ids)
+        tokens, mask, positions = self._padded(ids)
+        cached: list[int] | None = None  # the cache rows the next tokens continue (None: all, in order)
         while active:
-            logits, past = self._step(tokens, mask, positions, past)
+            logits = self._step(tokens, mask, positions, cached)
             keep: list[int] = []
             for row, seq in enumerate(active):
                 token = int(logits[row].argmax())
@@ -279,8 +332,9 @@ class OpenVINOBackend(BaseBackend):
                     keep.append(row)
             if not keep:
                 break
-            if len(keep) < len(active):
-                past, mask, positions = [p[keep] for p in past], mask[keep], positions[keep]
+            cached = keep if len(keep) < len(active) else None
+            if cached is not None:
+                mask, positions = mask[keep], positions[keep]
             tokens = np.array([[generated[active[r]][-1]] for r in keep], dtype=np.int64)
             active = [active[r] for r in keep]
             mask = np.concatenate([mask, np.ones((len(keep), 1), dtype=np.int64)], axis=1)
