@@ -23,7 +23,8 @@ from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import Float32EngineOptions
-from rank1.models import ModelError, ModelRef, copies_root, ensure_cached, read_tokenizer
+from rank1.loading import ModelError, read_tokenizer
+from rank1.models import ModelRef, copies_root, ensure_cached
 from rank1.scoring import Judgement, p_true
 
 COMPUTE_TYPES = ("int8", "float32")

@@ -30,7 +30,8 @@ from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence, length_buckets
 from rank1.backends.options import Float32EngineOptions
-from rank1.models import ModelError, ModelRef, copies_root, ensure_cached, read_pretrained, read_tokenizer
+from rank1.loading import ModelError, read_pretrained, read_tokenizer
+from rank1.models import ModelRef, copies_root, ensure_cached
 from rank1.scoring import Judgement, p_true
 
 WEIGHT_FORMATS = ("int8", "int4", "fp32")

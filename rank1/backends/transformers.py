@@ -22,7 +22,8 @@ from rank1.backends.base import (BaseBackend, JudgeSettings, Prompt, ProgressCal
 from rank1.backends.head import Float32Answers
 from rank1.backends.options import BackendOptions
 from rank1.backends.prefix import plan_shared
-from rank1.models import ModelError, ModelRef, read_pretrained, resolve_model, torch_dtype_named
+from rank1.loading import ModelError, read_pretrained, torch_dtype_named
+from rank1.models import ModelRef, resolve_model
 from rank1.scoring import Judgement, p_true
 
 QUANTIZE = (None, "4bit", "8bit", "int8")
