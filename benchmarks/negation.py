@@ -1,10 +1,10 @@
 """Negation and exclusion on the test collections (issue 32): a new student against the default, measured once,
 after the choice on the dev set.
 
-Not a test. Arms: the baseline (``--baseline``, the default ``rank1-0.5b-labels-v3``) in direct mode, the new
-model (``--model``) in direct mode, and the new model in reasoning mode at ``--budget`` (the default 256), its
-score blended with its own direct P(true) by ``--direct-blend`` b (``rank1 rerank --direct-blend``: b = 0 is the
-post-reasoning P(true) alone). Every model scores alone (no fusion with BM25).
+Not a test. Arms: the baseline (``--baseline``, rank1's default model; ``rank1-0.5b-labels-v3`` for the results up to
+``rank1-0.5b-wise``) in direct mode, the new model (``--model``) in direct mode, and the new model in reasoning
+mode at ``--budget`` (the default 256), its score blended with its own direct P(true) by ``--direct-blend`` b
+(``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true) alone). Every model scores alone (no fusion with BM25).
 
 Collections (``benchmarks.ttc_data``): NevIR test pairs (paired accuracy: both queries of a pair rank their own
 passage first), ExcluIR and BoolQuestions NOT (the answer passage strictly above the trap) with every arm, and
@@ -152,7 +152,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="the new model (embedded name, student, folder)")
-    ap.add_argument("--baseline", default=DEFAULT_MODEL)
+    ap.add_argument("--baseline", default=DEFAULT_MODEL,
+                    help="the model to beat (default: rank1's default; rank1-0.5b-labels-v3 for the results up to "
+                         "rank1-0.5b-wise)")
     ap.add_argument("--budget", type=int, default=256, help="reasoning budget (rank1's default: 256)")
     ap.add_argument("--direct-blend", type=float, default=0.0, help="the blend chosen on dev (0: none)")
     ap.add_argument("--collections", default=",".join((*TWO_PASSAGE, *RANKED)))

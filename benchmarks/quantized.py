@@ -68,7 +68,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def reranker(variant: str, **settings: Any) -> Reranker:
-    """A reranker of ``variant`` (``model=None``: rank1's default)."""
+    """A reranker of ``variant`` (``model=None``: rank1's default model)."""
     backend, options = VARIANTS[variant]
     settings = {k: v for k, v in settings.items() if not (k == "model" and v is None)}
     return Reranker(RerankerConfig(fusion_weight=0.0, backend=backend, backend_options=options, **settings))
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--parts", default="quality,speed")
-    ap.add_argument("--model", default=None, help="the direct-mode model (default: rank1's default)")
+    ap.add_argument("--model", default="rank1-0.5b-labels-v3",
+                    help="the direct-mode model (default: the one whose float32 reference is in quantized.json; the "
+                         "default model until 2026-12-02)")
     ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--nevir-pairs", type=int, default=300)

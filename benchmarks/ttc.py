@@ -2,8 +2,8 @@
 background on a CPU until it is done.
 
 Not a test. Points: direct mode (budget 0, ``--direct-model``), reasoning mode at each ``--budgets`` (the
-``--reasoning-model``), and adaptive compute: direct P(true) for every pair, the reasoning judgement at
-``--adaptive-budget`` where a policy (``benchmarks.ttc_stats.Policy``: |P(true) - 0.5|, rank in the query,
+``--reasoning-model``, by default the direct model's explainer), and adaptive compute: direct P(true) for every
+pair, the reasoning judgement at ``--adaptive-budget`` where a policy (``benchmarks.ttc_stats.Policy``: |P(true) - 0.5|, rank in the query,
 the query's score spread) says to reason. The policy is chosen on the MS MARCO dev split only
 (``--choose-policy``: the cheapest grid setting within ``--tolerance`` of the best dev nDCG@10) and applied
 unchanged to every test collection. Collections (``benchmarks.ttc_data``): DL19 and DL20 BM25 top-10 of every
@@ -54,9 +54,7 @@ from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.scoring import Judgement
 from rank1.store import ScoreStore, default_store_path
-
-REASONING_MODEL = "rank1-0.5b-reasoning"
-
+from rank1.students import explainer_for
 
 class Point(NamedTuple):
     """A point of the curve: ``direct`` (budget 0), ``adaptive`` or ``b{budget}`` (reasoning)."""
@@ -317,7 +315,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="one model for both --direct-model and --reasoning-model")
     ap.add_argument("--direct-model", default=DEFAULT_MODEL)
-    ap.add_argument("--reasoning-model", default=REASONING_MODEL)
+    ap.add_argument("--reasoning-model", default=None,
+                    help="default: the direct model's explainer (rank1.students.explainer_for: rank1-0.5b-neg2 for "
+                         "the default model, rank1-0.5b-reasoning for rank1-0.5b-labels-v3)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--adaptive-budget", type=int, default=None,
                     help="the budget adaptive compute reasons at (default 128 if among --budgets, else the largest)")
@@ -345,6 +345,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.model:
         args.direct_model = args.reasoning_model = args.model
+    if args.reasoning_model is None:
+        args.reasoning_model = explainer_for(args.direct_model)
     if args.adaptive_budget is None:
         args.adaptive_budget = 128 if 128 in args.budgets else max(args.budgets)
     return args

@@ -12,9 +12,10 @@ from typing import Any
 
 BASE_MODEL = "qwen2.5-coder-0.5b"
 """The embedded base model that students are trained from."""
-DEFAULT_MODEL = "rank1-0.5b-labels-v3"
-"""What ``rank1`` uses when no model is given: the labels student (base + shipped adapter, direct mode, at its
-dev-chosen fusion weight with BM25; see ``rank1/data/students/rank1-0.5b-labels-v3/README.md``)."""
+DEFAULT_MODEL = "rank1-0.5b-wise"
+"""What ``rank1`` uses when no model is given: v3 and a negation student mixed in weight space (base + shipped
+adapter, direct mode, alone; see ``rank1/data/students/rank1-0.5b-wise/README.md``). The default since
+2026-12-02; ``rank1-0.5b-labels-v3`` before it."""
 
 
 @dataclass(frozen=True)

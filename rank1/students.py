@@ -72,13 +72,14 @@ class Student:
 STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
             sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
-            description="v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen on dev): "
-                        "direct mode; see its card",
-            mode="direct", fusion_weight=0.0, direct_blend=1.0),
+            description="the default: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
+                        "on dev); direct mode; rank1-0.5b-neg2 explains its picks; see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2"),
     Student("rank1-0.5b-neg2", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="15dc390928e398f1716b492c83f844604d2a00773522f04df9475bcced67c3bf",
             description="rank1-0.5b-neg continued with statement pairs (a query for each side of a negation): "
-                        "direct mode; reasoning explains (blend 1 chosen on dev); see its card",
+                        "direct mode; reasoning explains (blend 1 chosen on dev), also the default's picks; see "
+                        "its card",
             mode="direct", fusion_weight=0.0, direct_blend=1.0),
     Student("rank1-0.5b-neg", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="d67d3fa625e34d940d24ee9389783452a86b89053c0f81c1c3869dde092a3153",
@@ -88,7 +89,7 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-labels-v3", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="7feb1cf2e09f25aa90bd568ad386d30a4b804ba52bbbb0dbc5df65813a95ed6d",
             description="labels student, LoRA on all 24 blocks, direct mode alone (dev-chosen w=0); MS MARCO, "
-                        "third round; see its card",
+                        "third round, the default before rank1-0.5b-wise; see its card",
             mode="direct", fusion_weight=0.0, explainer="rank1-0.5b-reasoning"),
     Student("rank1-0.5b-labels", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="7ea50f73ff37d076967abbcca3953014fde40c9451ca4256c7588ed5763bc5b5",
@@ -98,7 +99,7 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-reasoning", base="qwen2.5-coder-0.5b", size=5_880_216,
             sha256="76234dc41a031d4659464d165341944957ab89f9611eb6fc2d235a8309ea164b",
             description="reasoning student (GPT-3.5 rationales made pointwise), reasoning mode fused with BM25 (w=0.6); "
-                        "explains the default's picks; see its card",
+                        "explains the labels students' picks; see its card",
             mode="reasoning", fusion_weight=0.6),
 )}
 

@@ -61,11 +61,14 @@ def test_import_does_not_load_torch() -> None:
 
 
 def test_registry() -> None:
-    assert DEFAULT_MODEL == "rank1-0.5b-labels-v3" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
+    assert DEFAULT_MODEL == "rank1-0.5b-wise" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
     from rank1.models import verify_student
-    from rank1.students import explainer_for
+    from rank1.students import explainer_for, recommended_settings
 
-    explainer = explainer_for(DEFAULT_MODEL)  # the default judges in direct mode; a shipped student reasons
+    # the default judges in direct mode; rank1-0.5b-neg2, trained to reason about negation, explains its picks
+    assert recommended_settings(DEFAULT_MODEL) == ("direct", 0.0, 1.0)
+    assert explainer_for(DEFAULT_MODEL) == "rank1-0.5b-neg2" == explainer_for("rank1-0.5b-neg2")
+    explainer = explainer_for("rank1-0.5b-labels-v3")  # v3 judges in direct mode; a shipped student reasons for it
     assert explainer in STUDENTS and STUDENTS[explainer].mode == "reasoning" and explainer_for(explainer) == explainer
     assert all(verify_student(s) == s.sha256 for s in STUDENTS.values())  # the committed adapters match the registry
     qwen = REGISTRY["qwen2.5-coder-0.5b"]
