@@ -104,7 +104,9 @@ def test_reasoning_with_a_direct_blend_is_the_cascade_over_every_pair() -> None:
     assert isinstance(blended, AdaptiveReranker) and blended._knobs[0] >= 10**6
     assert blended.deep.config.direct_blend == 0.0 and blended.direct.config.mode == "direct"
     assert blended.meta["direct_blend"] == 0.3 and "adaptive_top" not in blended.meta
-    assert not isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
+    # no blend, no cascade (v3 recommends none; the default, rank1-0.5b-wise, recommends 1: the cascade)
+    assert not isinstance(Reranker(model="rank1-0.5b-labels-v3", mode="reasoning", load=False), AdaptiveReranker)
+    assert isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
 
 
 def test_a_students_dev_chosen_blend_is_its_default() -> None:
