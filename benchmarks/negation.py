@@ -1,10 +1,11 @@
 """Negation and exclusion on the test collections (issue 32): a new student against the default, measured once,
 after the choice on the dev set.
 
-Not a test. Arms: the baseline (``--baseline``, rank1's default model; ``rank1-0.5b-labels-v3`` for the results up to
-``rank1-0.5b-wise``) in direct mode, the new model (``--model``) in direct mode, and the new model in reasoning
-mode at ``--budget`` (the default 256), its score blended with its own direct P(true) by ``--direct-blend`` b
-(``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true) alone). Every model scores alone (no fusion with BM25).
+Not a test. Arms: the baseline (``--baseline``, rank1's default model; ``rank1-0.5b-labels-v3`` for the results
+up to ``rank1-0.5b-wise``) in direct mode, the new model (``--model``) in direct mode, and the new model in
+reasoning mode at ``--budget`` (the default 256), its score blended with its own direct P(true) by
+``--direct-blend`` b (``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true) alone); with
+``--no-reasoning`` the direct arms only. Every model scores alone (no fusion with BM25).
 
 Collections (``benchmarks.ttc_data``): NevIR test pairs (paired accuracy: both queries of a pair rank their own
 passage first), ExcluIR and BoolQuestions NOT (the answer passage strictly above the trap) with every arm, and
@@ -140,9 +141,10 @@ class Measure:
         for name in order:  # direct arms, collection by collection (NevIR first)
             for arm in arms(self.args)[:2]:
                 self.judge(arm, self.colls[name])
-        for name in order if not self.args.no_reasoning else ():
-            if name not in RANKED:
-                self.judge(arms(self.args)[2], self.colls[name])
+        if not self.args.no_reasoning:
+            for name in order:
+                if name not in RANKED:
+                    self.judge(arms(self.args)[2], self.colls[name])
         self.update()
         for reranker in self.rerankers.values():
             reranker.close()

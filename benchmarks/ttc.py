@@ -3,10 +3,10 @@ background on a CPU until it is done.
 
 Not a test. Points: direct mode (budget 0, ``--direct-model``), reasoning mode at each ``--budgets`` (the
 ``--reasoning-model``, by default the direct model's explainer), and adaptive compute: direct P(true) for every
-pair, the reasoning judgement at ``--adaptive-budget`` where a policy (``benchmarks.ttc_stats.Policy``: |P(true) - 0.5|, rank in the query,
-the query's score spread) says to reason. The policy is chosen on the MS MARCO dev split only
-(``--choose-policy``: the cheapest grid setting within ``--tolerance`` of the best dev nDCG@10) and applied
-unchanged to every test collection. Collections (``benchmarks.ttc_data``): DL19 and DL20 BM25 top-10 of every
+pair, the reasoning judgement at ``--adaptive-budget`` where a policy (``benchmarks.ttc_stats.Policy``:
+|P(true) - 0.5|, rank in the query, the query's score spread) says to reason. The policy is chosen on the MS
+MARCO dev split only (``--choose-policy``: the cheapest grid setting within ``--tolerance`` of the best dev
+nDCG@10) and applied unchanged to every test collection. Collections (``benchmarks.ttc_data``): DL19 and DL20 BM25 top-10 of every
 judged query, NevIR test pairs (paired accuracy), ExcluIR and BoolQuestions NOT (the answer passage strictly
 above the trap), Vaswani BM25 top-10; every model scores alone (no fusion with BM25).
 
@@ -55,6 +55,7 @@ from rank1.reranker import Reranker, RerankerConfig
 from rank1.scoring import Judgement
 from rank1.store import ScoreStore, default_store_path
 from rank1.students import explainer_for
+
 
 class Point(NamedTuple):
     """A point of the curve: ``direct`` (budget 0), ``adaptive`` or ``b{budget}`` (reasoning)."""

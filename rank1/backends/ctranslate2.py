@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
-from rank1.backends.options import Float32EngineOptions
+from rank1.backends.options import EngineOptions
 from rank1.loading import ModelError, read_tokenizer
 from rank1.models import ModelRef, copies_root, ensure_cached
 from rank1.scoring import Judgement, p_true
@@ -32,7 +32,7 @@ COMPUTE_TYPES = ("int8", "float32")
 
 
 @dataclass(frozen=True)
-class CTranslate2Options(Float32EngineOptions):
+class CTranslate2Options(EngineOptions):
     """The options of the CTranslate2 backend.
 
     Attributes:

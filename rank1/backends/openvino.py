@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence, length_buckets
-from rank1.backends.options import Float32EngineOptions
+from rank1.backends.options import EngineOptions
 from rank1.loading import ModelError, read_pretrained, read_tokenizer
 from rank1.models import ModelRef, copies_root, ensure_cached
 from rank1.scoring import Judgement, p_true
@@ -49,7 +49,7 @@ PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)
-class OpenVINOOptions(Float32EngineOptions):
+class OpenVINOOptions(EngineOptions):
     """The options of the OpenVINO backend.
 
     Attributes:
@@ -64,17 +64,12 @@ class OpenVINOOptions(Float32EngineOptions):
     weight_format: str = "int8"
 
     ENGINE: ClassVar[str] = "openvino"
+    DTYPES: ClassVar[tuple[str, ...]] = tuple(PRECISION_HINTS)
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("auto", *PRECISION_HINTS):
-            raise ValueError(f"the openvino backend computes in float32 or bfloat16; dtype {self.dtype!r} is not "
-                             "available (use auto, float32 or bfloat16)")
+        super().__post_init__()
         if self.weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight_format must be {', '.join(WEIGHT_FORMATS)}, not {self.weight_format!r}")
-
-    def resolved_dtype(self) -> str:
-        """The precision of the activations: ``dtype``, float32 for ``"auto"``."""
-        return "float32" if self.dtype == "auto" else self.dtype
 
 
 def _require() -> None:
@@ -319,7 +314,7 @@ class OpenVINOBackend(BaseBackend):
         generated: list[list[int]] = [[] for _ in ids]
         active = list(range(len(ids)))  # row r of the arrays is sequence active[r]
         tokens, mask, positions = self._padded(ids)
-        cached: list[int] | None = None  # the cache rows the next tokens continue (None: all, in order)
+        cached: list[int] | None = None  # the cache rows the next tokens continue (None: all of the prompt's)
         while active:
             logits = self._step(tokens, mask, positions, cached)
             keep: list[int] = []
@@ -333,9 +328,7 @@ class OpenVINOBackend(BaseBackend):
                     keep.append(row)
             if not keep:
                 break
-            cached = keep if len(keep) < len(active) else None
-            if cached is not None:
-                mask, positions = mask[keep], positions[keep]
+            cached, mask, positions = keep, mask[keep], positions[keep]
             tokens = np.array([[generated[active[r]][-1]] for r in keep], dtype=np.int64)
             active = [active[r] for r in keep]
             mask = np.concatenate([mask, np.ones((len(keep), 1), dtype=np.int64)], axis=1)

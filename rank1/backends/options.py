@@ -90,10 +90,10 @@ class BackendOptions:
 
 
 @dataclass(frozen=True)
-class Float32EngineOptions(BackendOptions):
-    """The options of an engine that computes in float32 around its own (quantized) weights: CTranslate2,
-    OpenVINO. ``dtype`` may only be ``"auto"`` or ``"float32"``; the answer logits are the engine's float32
-    output already.
+class EngineOptions(BackendOptions):
+    """The options of an engine that computes around its own (quantized) weights: CTranslate2, OpenVINO.
+    ``dtype`` may be ``"auto"`` (float32) or one of the engine's :attr:`DTYPES`; the answer logits are the engine's
+    float32 output already.
 
     Attributes:
         threads: Threads per forward pass (0: the engine's default, every core); only speed, so not part of
@@ -105,15 +105,17 @@ class Float32EngineOptions(BackendOptions):
     NEUTRAL: ClassVar[tuple[str, ...]] = ("threads",)
     ENGINE: ClassVar[str] = "this"
     """The backend's name, for error messages."""
+    DTYPES: ClassVar[tuple[str, ...]] = ("float32",)
+    """The precisions the engine can compute its activations in (the first is what ``"auto"`` means)."""
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("auto", "float32"):
-            raise ValueError(f"the {self.ENGINE} backend computes in float32 around its quantized weights; dtype "
-                             f"{self.dtype!r} is not available (use auto)")
+        if self.dtype not in ("auto", *self.DTYPES):
+            raise ValueError(f"the {self.ENGINE} backend computes in {' or '.join(self.DTYPES)}; dtype "
+                             f"{self.dtype!r} is not available (use {', '.join(('auto', *self.DTYPES))})")
 
     def resolved_dtype(self) -> str:
-        """Always ``"float32"``: the precision of the activations."""
-        return "float32"
+        """The precision of the activations: ``dtype``, the first of :attr:`DTYPES` for ``"auto"``."""
+        return self.DTYPES[0] if self.dtype == "auto" else self.dtype
 
     def float32_answers(self) -> bool:
         """The answer logits are the engine's float32 output already."""
