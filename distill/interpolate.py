@@ -13,11 +13,11 @@ and its update equals the interpolation exactly, up to the saved dtype.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
+from distill.lora import scaling
 from rank1.io.atomic import atomic_folder
 from rank1.students import ADAPTER_FILE
 
@@ -39,12 +39,6 @@ def _read(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError(f"{config_path}: per-module rank or alpha patterns are not supported")
     return config, load_file(str(weights_path))
-
-
-def scaling(config: dict[str, Any]) -> float:
-    """The factor peft multiplies ``B A`` by: ``alpha / r``, or ``alpha / sqrt(r)`` with rsLoRA."""
-    r, alpha = int(config["r"]), float(config["lora_alpha"])
-    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
 def _same(key: str, value: Any) -> Any:

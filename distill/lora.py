@@ -9,6 +9,7 @@ this module; neither imports the other.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,10 @@ def load_init_adapter(model: Any, adapter_dir: str | Path, grow: bool = False) -
         adapter_dir: The adapter folder.
         grow: Allow model LoRA tensors the adapter does not cover (they keep their fresh values).
 
+    When the adapter's scaling (``alpha / r``, from its ``adapter_config.json``) differs from the model's, its
+    ``B`` matrices are rescaled, so the model starts exactly at the adapter's update (a WiSE mix has scaling 1,
+    a trainer's default alpha = 2r has 2).
+
     Raises:
         ValueError: The adapter's tensors do not fit the model's LoRA settings (rank, modules, blocks): a
             tensor without a place in the model, or (unless ``grow``) a model LoRA tensor the adapter does not
@@ -108,12 +113,28 @@ def load_init_adapter(model: Any, adapter_dir: str | Path, grow: bool = False) -
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (an adapter folder is expected)")
     state = load_file(str(path))
+    saved = _adapter_config(adapter_dir)
+    factor = scaling(saved) / scaling(model.peft_config["default"].to_dict()) if saved else 1.0
+    if factor != 1.0:  # e.g. a WiSE mix (scaling 1) continued with alpha = 2r: same update, B rescaled
+        state = {k: v * factor if "lora_B" in k else v for k, v in state.items()}
     result = set_peft_model_state_dict(model, state)
     unexpected = list(result.unexpected_keys)
     untouched = [k for k in result.missing_keys if "lora_" in k and not grow]  # LoRA tensors left fresh
     if unexpected or untouched or not state:
         raise ValueError(f"{adapter_dir}: adapter does not fit these LoRA settings ({len(unexpected)} of its "
                          f"{len(state)} tensors have no place, {len(untouched)} LoRA tensors would stay fresh)")
+
+
+def _adapter_config(adapter_dir: str | Path) -> dict[str, Any]:
+    """The adapter's ``adapter_config.json`` (empty when the folder has none: a bare checkpoint)."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def scaling(config: dict[str, Any]) -> float:
+    """The factor peft multiplies ``B A`` by: ``alpha / r``, or ``alpha / sqrt(r)`` with rsLoRA."""
+    r, alpha = int(config["r"]), float(config["lora_alpha"])
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
 def latest_checkpoint(out_dir: str | Path) -> str | None:

@@ -95,3 +95,16 @@ def test_silenced_trainer_drops_the_printer_and_keeps_the_step_echo(tmp_path: Pa
     assert PrinterCallback in kinds() and ProgressCallback not in kinds()
     assert silenced(trainer) is trainer
     assert PrinterCallback not in kinds() and echo in trainer.callback_handler.callbacks
+
+
+def test_init_adapter_with_another_scaling_starts_at_the_same_model(tmp_path: Path) -> None:
+    trained = lora_model(_tiny_qwen(), 4, 4, 0.0, "all-linear", layers=1, seed=1)  # alpha / r = 1, as a WiSE mix
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    trained.save_pretrained(str(tmp_path / "adapter"))
+    ids = torch.tensor([[1, 5, 9, 3]])
+    continued = lora_model(_tiny_qwen(), 4, 8, 0.0, "all-linear", layers=1, init_adapter=tmp_path / "adapter")
+    assert torch.allclose(continued(input_ids=ids).logits, trained(input_ids=ids).logits, atol=1e-5)
+    assert not torch.allclose(continued(input_ids=ids).logits, _tiny_qwen()(input_ids=ids).logits, atol=1e-3)
