@@ -232,6 +232,10 @@ def train_direct(groups: Sequence[Group], base_model: str, out_dir: str | Path,
         traces: Reasoning traces with an answer, for joint training (empty: none).
     """
     import torch
+
+    from rank1.quiet import silence_bitsandbytes_notice
+
+    silence_bitsandbytes_notice()  # Trainer imports bitsandbytes, whose optional-kernel notice is not the user's concern
     from transformers import Trainer
 
     from rank1.backends.transformers import load_model

@@ -101,6 +101,10 @@ def train(traces: Sequence[Trace], base_model: str, out_dir: str | Path, config:
         The adapter folder, losses per logged step, steps, rows and time.
     """
     import torch
+
+    from rank1.quiet import silence_bitsandbytes_notice
+
+    silence_bitsandbytes_notice()  # trl imports bitsandbytes, whose optional-kernel notice is not the user's concern
     from trl import SFTConfig, SFTTrainer
 
     from rank1.backends.transformers import load_model
