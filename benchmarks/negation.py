@@ -3,9 +3,9 @@ after the choice on the dev set.
 
 Not a test. Arms: the baseline (``--baseline``, rank1's default model; ``rank1-0.5b-labels-v3`` for the results
 up to ``rank1-0.5b-wise``) in direct mode, the new model (``--model``) in direct mode, and the new model in
-reasoning mode at ``--budget`` (the default 256), its score blended with its own direct P(true) by
-``--direct-blend`` b (``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true) alone); with
-``--no-reasoning`` the direct arms only. Every model scores alone (no fusion with BM25).
+reasoning mode at ``--budget`` (default: rank1's, ``rank1.scoring.DEFAULT_BUDGET``), its score blended with its
+own direct P(true) by ``--direct-blend`` b (``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true)
+alone); with ``--no-reasoning`` the direct arms only. Every model scores alone (no fusion with BM25).
 
 Collections (``benchmarks.ttc_data``): NevIR test pairs (paired accuracy: both queries of a pair rank their own
 passage first), ExcluIR and BoolQuestions NOT (the answer passage strictly above the trap) with every arm, and
@@ -40,7 +40,7 @@ from rank1.adaptive import blend_score
 from rank1.backends import backend_options
 from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
-from rank1.scoring import Judgement
+from rank1.scoring import DEFAULT_BUDGET, Judgement
 from rank1.store import ScoreStore, default_store_path
 
 TWO_PASSAGE = ("nevir", "excluir", "boolq")
@@ -157,7 +157,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--baseline", default=DEFAULT_MODEL,
                     help="the model to beat (default: rank1's default; rank1-0.5b-labels-v3 for the results up to "
                          "rank1-0.5b-wise)")
-    ap.add_argument("--budget", type=int, default=256, help="reasoning budget (rank1's default: 256)")
+    ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="reasoning budget (rank1's default)")
     ap.add_argument("--direct-blend", type=float, default=0.0, help="the blend chosen on dev (0: none)")
     ap.add_argument("--collections", default=",".join((*TWO_PASSAGE, *RANKED)))
     ap.add_argument("--depth", type=int, default=100, help="DL19/DL20: BM25 candidates per query")

@@ -20,6 +20,7 @@ from rank1 import __version__
 from rank1.cli_errors import fail_cleanly
 from rank1.models import DEFAULT_MODEL  # light: no torch
 from rank1.prompts import TEMPLATES  # light
+from rank1.scoring import DEFAULT_BUDGET  # light
 
 _TEMPLATE_HELP = f"Prompt template: {', '.join(TEMPLATES)} (default: rank1)."
 
@@ -96,7 +97,7 @@ def rerank(
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
                                        "for the top of each list). Default: the model's best (a shipped student's "
                                        "measured mode), else reasoning."),
-    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
+    budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair."),
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
                                         "|P(true) - 0.5| <= BAND."),
@@ -246,7 +247,7 @@ def demo(
     out_dir: Path = typer.Option(Path("rank1-demo"), "--out-dir", help="Where the demo writes its runs and traces."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model spec."),
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning or direct (default: the model's best)."),
-    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair."),
+    budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair."),
     explain: bool = typer.Option(True, "--explain/--no-explain",
                                  help="Direct mode: also let the model reason about its top pick."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -285,7 +286,7 @@ def serve(
                                 "the CPU; pip install 'rank1[openvino]')."),
     mode: Optional[str] = typer.Option(None, "--mode", help="direct, reasoning or adaptive (default: the model's "
                                        "best); a request may ask for another."),
-    budget: int = typer.Option(256, "--budget", help="Most reasoning tokens per pair (a request may ask for fewer)."),
+    budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair (a request may ask for fewer)."),
     template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Per-document token cap; longer "

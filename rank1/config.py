@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from rank1.backends import BACKENDS, check_options
 from rank1.models import DEFAULT_MODEL
 from rank1.prompts import TEMPLATES
-from rank1.scoring import MODES
+from rank1.scoring import DEFAULT_BUDGET, MODES
 from rank1.students import recommended_settings
 
 RERANK_MODES: tuple[str, ...] = (*MODES, "adaptive")
@@ -50,7 +50,7 @@ class RerankerConfig:
     model: str = DEFAULT_MODEL
     backend: str = "transformers"
     mode: str | None = None
-    budget: int = 256
+    budget: int = DEFAULT_BUDGET
     template: str | None = None
     batch_size: int = 8
     max_passage_tokens: int = 512

@@ -13,7 +13,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Protocol, Sequence, runt
 
 from rank1.backends.options import BackendOptions
 from rank1.prompts import PromptTemplate
-from rank1.scoring import Judgement, answer_token_ids, cut_to_last_sentence, split_reasoning
+from rank1.scoring import DEFAULT_BUDGET, Judgement, answer_token_ids, cut_to_last_sentence, split_reasoning
 
 JUDGE_REVISION = 2
 """Revision of how backends turn a generation into a judgement, part of score-store keys so that a change
@@ -47,7 +47,7 @@ class JudgeSettings:
     """
 
     mode: str = "reasoning"
-    budget: int = 256
+    budget: int = DEFAULT_BUDGET
     batch_size: int = 8
     think_close: str = "</think>"
     answer_prefix: str = ""
