@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -9,7 +10,7 @@ import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from rank1.io import read_qrels, read_rankllm
 from rank1.records import Document, Query
@@ -83,6 +84,26 @@ def write_json(path: str | Path, report: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)
     print(f"wrote {path}", flush=True)
+
+
+def add_engine_arguments(ap: argparse.ArgumentParser, batch_size: int,
+                         backends: Sequence[str] = ("transformers", "ctranslate2", "vllm")) -> None:
+    """``--backend``, ``--dtype`` and ``--batch-size``: how the benchmark's models run."""
+    ap.add_argument("--backend", default="transformers", choices=list(backends))
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+
+
+def add_resume_arguments(ap: argparse.ArgumentParser, out: str, slice_pairs: int) -> None:
+    """``--slice-pairs``, ``--no-judge``, ``--store`` and ``--out``: a benchmark that judges through the score store
+    and rewrites its JSON (``RESULTS / out`` by default) as it goes, so the same command resumes."""
+    from rank1.store import default_store_path
+
+    ap.add_argument("--slice-pairs", type=int, default=slice_pairs,
+                    help="rewrite the JSON after about this many judgements")
+    ap.add_argument("--no-judge", action="store_true", help="only rewrite the JSON from the store")
+    ap.add_argument("--store", default=str(default_store_path()))
+    ap.add_argument("--out", default=str(RESULTS / out))
 
 
 def load_groups(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, Document], dict[str, Query],

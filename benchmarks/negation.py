@@ -33,7 +33,7 @@ import argparse
 from typing import Any, NamedTuple
 
 from benchmarks import ttc_data, ttc_stats
-from benchmarks._common import RESULTS, header, write_json
+from benchmarks._common import add_engine_arguments, add_resume_arguments, header, write_json
 from benchmarks.ttc import lookup, slices
 from benchmarks.ttc_data import Collection, Pair
 from rank1.adaptive import blend_score
@@ -41,7 +41,7 @@ from rank1.backends import backend_options
 from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.scoring import DEFAULT_BUDGET, Judgement
-from rank1.store import ScoreStore, default_store_path
+from rank1.store import ScoreStore
 
 TWO_PASSAGE = ("nevir", "excluir", "boolq")
 RANKED = ("dl19", "dl20")
@@ -165,15 +165,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--excluir-items", type=int, default=1000)
     ap.add_argument("--boolq-items", type=int, default=0, help="0: all 323")
     ap.add_argument("--limit", type=int, default=0, help="first N queries / pairs / items of each (smoke tests)")
-    ap.add_argument("--backend", default="transformers", choices=["transformers", "ctranslate2", "vllm"])
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--slice-pairs", type=int, default=200, help="rewrite the JSON after about this many judgements")
-    ap.add_argument("--no-judge", action="store_true", help="only rewrite the JSON from the store")
+    add_engine_arguments(ap, batch_size=16)
+    add_resume_arguments(ap, "negation_test.json", slice_pairs=200)
     ap.add_argument("--no-reasoning", action="store_true",
                     help="judge the direct arms only (the report still shows what the store holds for reasoning)")
-    ap.add_argument("--store", default=str(default_store_path()))
-    ap.add_argument("--out", default=str(RESULTS / "negation_test.json"))
     args = ap.parse_args(argv)
     if not 0.0 <= args.direct_blend <= 1.0:
         ap.error("--direct-blend must lie in [0, 1]")

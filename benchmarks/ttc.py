@@ -46,14 +46,14 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from benchmarks import ttc_data, ttc_stats
-from benchmarks._common import RESULTS, header, write_json
+from benchmarks._common import add_engine_arguments, add_resume_arguments, header, write_json
 from benchmarks.ttc_data import Collection, Pair
 from benchmarks.ttc_report import plot, table
 from rank1.backends import backend_options
 from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.scoring import Judgement
-from rank1.store import ScoreStore, default_store_path
+from rank1.store import ScoreStore
 from rank1.students import explainer_for
 
 
@@ -322,12 +322,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budgets", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--adaptive-budget", type=int, default=None,
                     help="the budget adaptive compute reasons at (default 128 if among --budgets, else the largest)")
-    ap.add_argument("--backend", default="transformers", choices=["transformers", "ctranslate2", "vllm"])
-    ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--batch-size", type=int, default=8)
+    add_engine_arguments(ap, batch_size=8)
     ap.add_argument("--max-model-len", type=int, default=2048, help="vllm backend context length")
     ap.add_argument("--chunk-size", type=int, default=None, help="pairs per engine call (vllm: raise it)")
-    ap.add_argument("--slice-pairs", type=int, default=100, help="rewrite the JSON after about this many judgements")
     ap.add_argument("--collections", default=",".join(ttc_data.NAMES),
                     help=f"comma-separated subset of {','.join(ttc_data.NAMES)}")
     ap.add_argument("--limit-queries", type=int, default=0, help="first N queries / items of each (smoke tests)")
@@ -339,10 +336,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="judge the MS MARCO dev split and choose the adaptive policy there")
     ap.add_argument("--dev-queries", type=int, default=30)
     ap.add_argument("--tolerance", type=float, default=0.01, help="dev nDCG@10 the cheapest policy may lose")
-    ap.add_argument("--no-judge", action="store_true", help="only rewrite the JSON from the store")
     ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
-    ap.add_argument("--store", default=str(default_store_path()))
-    ap.add_argument("--out", default=str(RESULTS / "ttc.json"))
+    add_resume_arguments(ap, "ttc.json", slice_pairs=100)
     args = ap.parse_args(argv)
     if args.model:
         args.direct_model = args.reasoning_model = args.model
