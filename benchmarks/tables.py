@@ -25,6 +25,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from benchmarks import ttc_report
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md")
@@ -304,6 +306,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed-cpu": speed_cpu,
     "quantized": quantized,
     "quantized-speed": quantized_speed,
+    "ttc": lambda: ttc_report.table(result("ttc.json")),
 }
 
 
