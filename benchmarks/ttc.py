@@ -86,12 +86,14 @@ def slices(pairs: list[Pair], size: int) -> list[dict[str, list[str]]]:
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    """The JSON an earlier run left at ``path`` (its rows and policy choices), or an empty one."""
+    """The JSON an earlier run left at ``path`` (its rows, collections and policy choices), or an empty one: a run
+    on some collections keeps what earlier runs wrote about the others."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {"rows": [], "policies": {}}
-    return {"rows": list(report.get("rows", [])), "policies": dict(report.get("policies", {}))}
+        return {"rows": [], "policies": {}, "collections": {}}
+    return {"rows": list(report.get("rows", [])), "policies": dict(report.get("policies", {})),
+            "collections": dict(report.get("collections", {}))}
 
 
 def row_id(row: dict[str, Any]) -> tuple[str, ...]:
@@ -131,7 +133,8 @@ class Curve:
         self._deep: dict[int, Reranker] = {}
         self.max_budget = max(args.budgets)
         self.prior = load_report(Path(args.out))
-        self.report: dict[str, Any] = {**header(), "settings": self.settings(), "collections": {},
+        self.report: dict[str, Any] = {**header(), "settings": self.settings(),
+                                       "collections": self.prior["collections"],
                                        "policies": self.prior["policies"], "rows": list(self.prior["rows"])}
         self.timing: dict[tuple[str, ...], list[float]] = {}
         self.cached: dict[tuple[str, ...], int] = {}

@@ -128,16 +128,20 @@ def test_points_slices_and_rows() -> None:
 
 
 def test_resume_from_a_partial_json(tmp_path: Path) -> None:
-    """A killed run leaves rows and policy choices: a rerun keeps them and adds its timings to theirs."""
+    """A killed run leaves rows, collections and policy choices: a rerun (on any subset of the collections) keeps
+    them and adds its timings to theirs."""
     path = tmp_path / "ttc.json"
-    assert ttc.load_report(path) == {"rows": [], "policies": {}}
+    empty = {"rows": [], "policies": {}, "collections": {}}
+    assert ttc.load_report(path) == empty
     path.write_text('{"rows": [')  # killed mid-write (write_json replaces atomically, but be safe)
-    assert ttc.load_report(path) == {"rows": [], "policies": {}}
+    assert ttc.load_report(path) == empty
     row = {"collection": "dl19", "point": "b128", "models": "m", "engine": "e", "pairs_planned": 10,
            "timing": {"judged": 4, "seconds": 8.0, "runs": 1, "pairs_per_second": 0.5}}
-    path.write_text(json.dumps({"command": "x", "rows": [row], "policies": {"k": {"chosen": {}}}}))
+    collections = {"vaswani": {"metric": "nDCG@10", "units": 93}}
+    path.write_text(json.dumps({"command": "x", "rows": [row], "policies": {"k": {"chosen": {}}},
+                                "collections": collections}))
     prior = ttc.load_report(path)
-    assert prior == {"rows": [row], "policies": {"k": {"chosen": {}}}}
+    assert prior == {"rows": [row], "policies": {"k": {"chosen": {}}}, "collections": collections}
     assert ttc_stats.add_timing(row["timing"], 6, 4.0) == {"judged": 10, "seconds": 12.0, "runs": 2,
                                                            "pairs_per_second": 0.833}
     assert ttc_stats.add_timing(row["timing"], 0, 0.0) == row["timing"]  # all cached: unchanged
