@@ -149,7 +149,8 @@ class Curve:
 
     def deep(self, budget: int) -> Reranker:
         """The reasoning reranker at ``budget``: one model for every budget (shared with direct mode when both are
-        the same model), loaded only when a pair is missing from the store."""
+        the same model), loaded only when a pair is missing from the store; raw judgements (no direct blend, so
+        no direct forward either, whatever blend the reasoning model ships with)."""
         if budget not in self._deep:
             if self._deep:
                 made = next(iter(self._deep.values())).replace(budget=budget)
@@ -157,7 +158,7 @@ class Curve:
                 made = self.direct.replace(mode="reasoning", budget=budget, direct_blend=0.0)  # raw judgements
             else:
                 made = Reranker(dataclasses.replace(self.direct.config, model=self.args.reasoning_model,
-                                                    mode="reasoning", budget=budget), load=False)
+                                                    mode="reasoning", budget=budget, direct_blend=0.0), load=False)
             self._deep[budget] = made
         return self._deep[budget]
 
