@@ -91,7 +91,7 @@ def load_report(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {"rows": [], "policies": {}, "collections": {}}
+        report = {}
     return {"rows": list(report.get("rows", [])), "policies": dict(report.get("policies", {})),
             "collections": dict(report.get("collections", {}))}
 
