@@ -322,7 +322,8 @@ def render(text: str, source: Path | str = "") -> str:
         name = match["name"]
         if name not in TABLES:
             raise KeyError(f"{source}: unknown table {name!r} (known: {', '.join(TABLES)})")
-        return f"{match[1]}{TABLES[name]()}{match[4]}"
+        body = TABLES[name]().rstrip("\n")  # one newline before the closing marker, whatever the table ends with
+        return f"{match[1]}{body}\n{match[4]}"
 
     return BLOCK.sub(block, text)
 
