@@ -12,7 +12,7 @@ from typing import Any, Literal, NamedTuple, Sequence
 
 Mode = Literal["direct", "reasoning"]
 MODES: tuple[str, ...] = ("direct", "reasoning")
-DEFAULT_BUDGET = 256  # most reasoning tokens per pair (the library, the CLI and the HTTP server)
+DEFAULT_BUDGET = 128  # most reasoning tokens per pair (library, CLI, HTTP server): the knee measured in issue 33
 
 
 class Judgement(NamedTuple):
