@@ -73,13 +73,17 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
             sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
             description="the default: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
-                        "on dev); direct mode; rank1-0.5b-neg2 explains its picks; see its card",
-            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2"),
+                        "on dev); direct mode; rank1-0.5b-neg2s explains its picks; see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2s"),
+    Student("rank1-0.5b-neg2s", base="qwen2.5-coder-0.5b", size=17_640_808,
+            sha256="6dc6599bfbf41b36d4dfed7e6a513e5cb30da702cbfc3cea970d14b992e5635a",
+            description="rank1-0.5b-neg2 trained on its own label-agreeing traces (rejection sampling): reasoning "
+                        "mode, blended with its direct P(true) (b=0.5, chosen on dev); explains the default's picks",
+            mode="reasoning", fusion_weight=0.0, direct_blend=0.5),
     Student("rank1-0.5b-neg2", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="15dc390928e398f1716b492c83f844604d2a00773522f04df9475bcced67c3bf",
             description="rank1-0.5b-neg continued with statement pairs (a query for each side of a negation): "
-                        "direct mode; reasoning explains (blend 1 chosen on dev), also the default's picks; see "
-                        "its card",
+                        "direct mode; reasoning explains (blend 1 chosen on dev); see its card",
             mode="direct", fusion_weight=0.0, direct_blend=1.0),
     Student("rank1-0.5b-neg", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="d67d3fa625e34d940d24ee9389783452a86b89053c0f81c1c3869dde092a3153",
