@@ -321,8 +321,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", default=None, help="one model for both --direct-model and --reasoning-model")
     ap.add_argument("--direct-model", default=DEFAULT_MODEL)
     ap.add_argument("--reasoning-model", default=None,
-                    help="default: the direct model's explainer (rank1.students.explainer_for: rank1-0.5b-neg2 for "
-                         "the default model, rank1-0.5b-reasoning for rank1-0.5b-labels-v3)")
+                    help="default: the direct model's explainer (rank1.students.explainer_for; "
+                         "rank1-0.5b-reasoning for rank1-0.5b-labels-v3)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--adaptive-budget", type=int, default=None,
                     help="the budget adaptive compute reasons at (default 128 if among --budgets, else the largest)")
