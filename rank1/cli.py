@@ -22,6 +22,9 @@ from rank1.models import DEFAULT_MODEL  # light: no torch
 from rank1.prompts import TEMPLATES  # light
 from rank1.scoring import DEFAULT_BUDGET  # light
 
+_BACKEND_HELP = ("transformers, vllm, ctranslate2 (int8 weights on the CPU; pip install 'rank1[ctranslate2]'), "
+                 "openvino (int8/int4 weights on the CPU; pip install 'rank1[openvino]') or llamacpp (GGUF q8_0/q4_0 "
+                 "weights on the CPU; pip install 'rank1[llamacpp]', compiles llama.cpp).")
 _TEMPLATE_HELP = f"Prompt template: {', '.join(TEMPLATES)} (default: rank1)."
 
 app = typer.Typer(
@@ -91,9 +94,7 @@ def rerank(
     traces: Optional[Path] = typer.Option(None, "--traces", help="Write every judgement (score, reasoning, flags) as JSONL."),
     depth: int = typer.Option(100, "--depth", help="Rerank the top DEPTH of each query; the rest stay below in order."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers, vllm, ctranslate2 (int8 weights "
-                                "on the CPU; pip install 'rank1[ctranslate2]') or openvino (int8/int4 weights on "
-                                "the CPU; pip install 'rank1[openvino]')."),
+    backend: str = typer.Option("transformers", "--backend", help=_BACKEND_HELP),
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
                                        "for the top of each list). Default: the model's best (a shipped student's "
                                        "measured mode), else reasoning."),
@@ -115,7 +116,7 @@ def rerank(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="transformers backend: 4bit or 8bit "
                                            "(bitsandbytes), int8 (torch dynamic int8, CPU); the ctranslate2 "
-                                           "backend is int8 already; openvino: int8 (default) or int4."),
+                                           "backend is int8 already; openvino and llamacpp: int8 (default) or int4."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
                                                 "(default: the model's); longer prompts are cut and counted."),
     gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",
@@ -281,9 +282,7 @@ def serve(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Embedded model name, local folder, .gguf file or hub id."),
     served_model_name: list[str] = typer.Option([], "--served-model-name", help="Name a request's 'model' "
                                                 "may give (repeat for more; default: the model's name)."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers, vllm, ctranslate2 (int8 weights "
-                                "on the CPU; pip install 'rank1[ctranslate2]') or openvino (int8/int4 weights on "
-                                "the CPU; pip install 'rank1[openvino]')."),
+    backend: str = typer.Option("transformers", "--backend", help=_BACKEND_HELP),
     mode: Optional[str] = typer.Option(None, "--mode", help="direct, reasoning or adaptive (default: the model's "
                                        "best); a request may ask for another."),
     budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair (a request may ask for fewer)."),

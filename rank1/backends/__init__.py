@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "vllm": "rank1.backends.vllm:VLLMBackend",
     "ctranslate2": "rank1.backends.ctranslate2:CTranslate2Backend",
     "openvino": "rank1.backends.openvino:OpenVINOBackend",
+    "llamacpp": "rank1.backends.llamacpp:LlamaCppBackend",
 }
 
 
@@ -65,6 +66,14 @@ def check_options(name: str, options: Mapping[str, Any]) -> BackendOptions:
     return backend_class(name).options_class.parse(options)
 
 
+CPU_WEIGHT_FORMATS: dict[str, tuple[dict[str, str], str]] = {
+    "openvino": ({"int8": "int8", "int4": "int4"}, "compresses its weights to int8 (its default) or int4"),
+    "llamacpp": ({"int8": "q8_0", "int4": "q4_0"}, "runs GGUF weights in int8 (q8_0, its default) or int4 (q4_0)"),
+}
+"""CPU-only engines whose ``--quantize`` value picks their ``weight_format`` option: the values it takes, the
+option value each maps to, and what the engine does (for the error message)."""
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -79,12 +88,13 @@ def backend_options(
     """The ``backend_options`` of a :class:`rank1.reranker.RerankerConfig` for ``backend``.
 
     Args:
-        backend: ``transformers``, ``vllm``, ``ctranslate2`` or ``openvino``.
-        dtype: Every backend (ctranslate2 and openvino: ``auto`` or ``float32``).
-        device: transformers and ctranslate2 (vLLM runs on its platform's device, openvino on the CPU); ``cpu`` is
-            accepted for all.
+        backend: ``transformers``, ``vllm``, ``ctranslate2``, ``openvino`` or ``llamacpp``.
+        dtype: Every backend (ctranslate2 and llamacpp: ``auto`` or ``float32``; openvino also ``bfloat16``).
+        device: transformers and ctranslate2 (vLLM runs on its platform's device, openvino and llamacpp on the CPU);
+            ``cpu`` is accepted for all.
         quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8`` (torch, CPU); ctranslate2: ``int8``
-            (its default, the only value); openvino: ``int8`` (its default) or ``int4``, its ``weight_format``.
+            (its default, the only value); openvino: ``int8`` (its default) or ``int4``, its ``weight_format``;
+            llamacpp: ``int8`` (its default, GGUF ``q8_0``) or ``int4`` (``q4_0``).
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
             given (the backend's default).
@@ -115,13 +125,14 @@ def backend_options(
             raise ValueError(f"--quantize {quantize}: the ctranslate2 backend runs int8 weights (its default); "
                              "4bit and 8bit are transformers options")
         return {"dtype": dtype, "device": device}
-    if backend == "openvino":
-        if quantize not in (None, "int8", "int4"):
-            raise ValueError(f"--quantize {quantize}: the openvino backend compresses its weights to int8 (its "
-                             "default) or int4; 4bit and 8bit are transformers options")
+    if backend in CPU_WEIGHT_FORMATS:
+        formats, words = CPU_WEIGHT_FORMATS[backend]
+        if quantize is not None and quantize not in formats:
+            raise ValueError(f"--quantize {quantize}: the {backend} backend {words}; 4bit and 8bit are transformers "
+                             "options")
         if device != "cpu":
-            raise ValueError("--device: the openvino backend runs on the CPU")
-        return {"dtype": dtype, **({"weight_format": quantize} if quantize else {})}
+            raise ValueError(f"--device: the {backend} backend runs on the CPU")
+        return {"dtype": dtype, **({"weight_format": formats[quantize]} if quantize else {})}
     return {"dtype": dtype, "device": device, "quantize": quantize}
 
 
