@@ -13,6 +13,9 @@ Not a test. Each variant is a backend with its options:
   ov-int8-bf16, ov-int4-bf16
                the same with ``dtype=bfloat16``: OpenVINO computes the activations and holds the key/value cache in
                bfloat16 (its ``INFERENCE_PRECISION_HINT``), for CPUs with bf16 units.
+  lcpp-q8_0    llamacpp, ``weight_format=q8_0``: the merged weights written into the base's GGUF in q8_0 (int8 in
+               blocks of 32), run by llama.cpp (``--backend llamacpp``; ``pip install 'rank1[llamacpp]'``).
+  lcpp-q4_0    llamacpp, ``weight_format=q4_0``: 4-bit blocks of 32 (the embedding / output matrix q8_0).
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -64,6 +67,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ov-int4": ("openvino", {"weight_format": "int4"}),
     "ov-int8-bf16": ("openvino", {"weight_format": "int8", "dtype": "bfloat16"}),
     "ov-int4-bf16": ("openvino", {"weight_format": "int4", "dtype": "bfloat16"}),
+    "lcpp-q8_0": ("llamacpp", {"weight_format": "q8_0"}),
+    "lcpp-q4_0": ("llamacpp", {"weight_format": "q4_0"}),
 }
 
 
