@@ -22,9 +22,10 @@ from rank1.models import DEFAULT_MODEL  # light: no torch
 from rank1.prompts import TEMPLATES  # light
 from rank1.scoring import DEFAULT_BUDGET  # light
 
-_BACKEND_HELP = ("transformers, vllm, ctranslate2 (int8 weights on the CPU; pip install 'rank1[ctranslate2]'), "
-                 "openvino (int8/int4 weights on the CPU; pip install 'rank1[openvino]') or llamacpp (GGUF q8_0/q4_0 "
-                 "weights on the CPU; pip install 'rank1[llamacpp]', compiles llama.cpp).")
+_BACKEND_HELP = ("transformers, vllm, ctranslate2 (int8 weights on the CPU; pip install 'rank1\\[ctranslate2]'), "
+                 "openvino (int8/int4 weights on the CPU; pip install 'rank1\\[openvino]') or llamacpp (GGUF "
+                 "q8_0/q4_0 weights on the CPU; pip install 'rank1\\[llamacpp]', compiles llama.cpp).")
+"""(Rich markup: ``\\[`` keeps the extras' brackets, which it would take for a style.)"""
 _TEMPLATE_HELP = f"Prompt template: {', '.join(TEMPLATES)} (default: rank1)."
 
 app = typer.Typer(

@@ -34,6 +34,13 @@ def test_help_is_instant_and_imports_no_torch() -> None:
     assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 3.0
 
 
+def test_help_shows_the_extras_to_install() -> None:
+    result = runner.invoke(app, ["rerank", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for extra in ("ctranslate2", "openvino", "llamacpp"):
+        assert f"pip install 'rank1[{extra}]'" in result.stdout
+
+
 def test_version_and_default_model() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("rank1 ")
