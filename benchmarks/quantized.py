@@ -16,6 +16,9 @@ Not a test. Each variant is a backend with its options:
   lcpp-q8_0    llamacpp, ``weight_format=q8_0``: the merged weights written into the base's GGUF in q8_0 (int8 in
                blocks of 32), run by llama.cpp (``--backend llamacpp``; ``pip install 'rank1[llamacpp]'``).
   lcpp-q4_0    llamacpp, ``weight_format=q4_0``: 4-bit blocks of 32 (the embedding / output matrix q8_0).
+  bnb-nf4      transformers, ``quantize=4bit``: bitsandbytes' NF4 weights in blocks of 64, bfloat16 compute, on its
+               CPU kernels (``--quantize 4bit``).
+  bnb-int8     transformers, ``quantize=8bit``: bitsandbytes' LLM.int8() (``--quantize 8bit``).
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -69,6 +72,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ov-int4-bf16": ("openvino", {"weight_format": "int4", "dtype": "bfloat16"}),
     "lcpp-q8_0": ("llamacpp", {"weight_format": "q8_0"}),
     "lcpp-q4_0": ("llamacpp", {"weight_format": "q4_0"}),
+    "bnb-nf4": ("transformers", {"quantize": "4bit"}),
+    "bnb-int8": ("transformers", {"quantize": "8bit"}),
 }
 
 
