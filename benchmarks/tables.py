@@ -157,6 +157,8 @@ def shipped_models() -> str:
          "not measured", "not measured", *dl_ndcg("student_reasoning_all.json", "rank1-0.5b-reasoning"),
          *nevir("student_reasoning_all.json", "rank1-0.5b-reasoning")],
         ["`rank1-0.5b-neg2` (negation and exclusion)", "direct, alone", *negation_student("negation_test_neg2.json")],
+        ["`rank1-0.5b-neg2s` (neg2 on its own traces; the default's explainer)", "direct, alone",
+         *negation_student("negation_test_neg2s.json")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
               "NevIR paired accuracy", "pairs/s (NevIR run)"]
