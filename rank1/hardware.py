@@ -55,6 +55,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
     return None
 
 
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity where the OS reports one, else every core)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name (``platform.processor()`` where ``/proc/cpuinfo`` is missing)."""
     try:

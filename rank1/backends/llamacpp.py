@@ -18,7 +18,6 @@ the other backends do.
 from __future__ import annotations
 
 import importlib.util
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Sequence
@@ -27,6 +26,7 @@ from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCall
 from rank1.backends.gguf_export import WEIGHT_FORMATS, exported
 from rank1.backends.options import EngineOptions
 from rank1.backends.vllm import fit_to_context
+from rank1.hardware import usable_cores
 from rank1.loading import ModelError, read_tokenizer
 from rank1.models import ModelRef
 from rank1.scoring import Judgement, p_true
@@ -76,9 +76,7 @@ class LlamaCppOptions(EngineOptions):
 
     def thread_count(self) -> int:
         """The threads to run: :attr:`threads`, or the cores this process may use."""
-        if self.threads:
-            return self.threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return self.threads or len(usable_cores())
 
 
 @contextmanager
@@ -159,7 +157,13 @@ class LlamaCppBackend(BaseBackend):
         self.tokens.real += len(ids)
         self.tokens.reused += llm.n_tokens
         llm.eval(list(ids[llm.n_tokens :]))
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        return self._logits()
+
+    def _logits(self) -> Any:
+        """The logits after the last token evaluated (a numpy view of llama.cpp's buffer)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
 
     def answer_scores(self, ids: Sequence[list[int]], settings: JudgeSettings) -> list[float]:
         """P(true) from the logits after each token list, one list at a time."""
@@ -206,5 +210,5 @@ class LlamaCppBackend(BaseBackend):
                 break
             if len(gen) < settings.budget:
                 self.llm.eval([token])
-                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+                logits = self._logits()
         return gen

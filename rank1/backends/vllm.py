@@ -38,7 +38,7 @@ from typing import Any, Sequence
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
 from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
-from rank1.hardware import cpu_dtype_choice
+from rank1.hardware import cpu_dtype_choice, usable_cores
 from rank1.models import ModelError, ModelRef
 from rank1.scoring import Judgement, p_true
 
@@ -76,8 +76,7 @@ def bind_all_cores() -> str:
     Returns:
         The binding in effect.
     """
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    return os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
+    return os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, usable_cores())))
 
 
 def fit_to_context(ids: Sequence[int], limit: int, keep_tail: int = KEEP_TAIL) -> tuple[list[int], bool]:
