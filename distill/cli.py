@@ -112,6 +112,9 @@ def filter_cmd(
     student: Optional[str] = typer.Option(None, "--student", help="Self-filtering: first-round student model."),
     student_mode: str = typer.Option("direct", "--student-mode", help="Student mode: direct or reasoning."),
     student_margin: float = typer.Option(0.0, "--student-margin", help="Drop only when the student is this sure."),
+    student_keep: str = typer.Option("right", "--student-keep",
+                                     help="right: drop what the student gets wrong; wrong: keep only that (hard "
+                                          "pairs, STaR-style)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Drop traces that disagree with their label, are too long, repeat, or (optionally) a student gets wrong."""
@@ -128,7 +131,7 @@ def filter_cmd(
 
             model = Reranker(model=student, mode=student_mode)
         kept, report = filter_traces(items, FilterConfig(min_rel, drop_unfinished, max_tokens, max_chars, dedupe,
-                                                          student_margin), model)
+                                                          student_margin, student_keep), model)
         write_traces(out_path, kept)
         if alpaca is not None:
             write_alpaca(alpaca, kept)

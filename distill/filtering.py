@@ -10,6 +10,9 @@ Rules, applied in this order (a trace is counted under the first rule that drops
 6. ``student-wrong``: self-filtering. A first-round student (a rank1 reranker, direct mode by default)
    judges every remaining pair; a pair whose label it still gets wrong with P(true) on the far side of
    ``student_margin`` is dropped as likely label or trace noise (a pair the trained student cannot fit).
+   With ``student_keep="wrong"`` the rule turns round (``student-right``): only the pairs the student gets
+   wrong are kept, the hard ones for a STaR-style round where a trace is worth most when it corrects the
+   student's direct verdict (its ``student_margin``: a pair counts as right only when the student is this sure).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any, Sequence
 
 from distill.records import Trace
 
-REASONS = ("no-answer", "disagrees", "unfinished", "too-long", "duplicate", "student-wrong")
+REASONS = ("no-answer", "disagrees", "unfinished", "too-long", "duplicate", "student-wrong", "student-right")
+STUDENT_KEEP = ("right", "wrong")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class FilterConfig:
         dedupe: Drop repeated pairs (same ids, or same query and passage text).
         student_margin: Self-filtering drops a positive with student P(true) below ``0.5 - margin`` and a
             negative with P(true) above ``0.5 + margin``.
+        student_keep: ``right`` (default): drop what the student gets wrong, as above; ``wrong``: keep only
+            what it gets wrong (a positive below ``0.5 + margin``, a negative above ``0.5 - margin``).
     """
 
     min_rel: int = 1
@@ -43,6 +49,11 @@ class FilterConfig:
     max_chars: int | None = None
     dedupe: bool = True
     student_margin: float = 0.0
+    student_keep: str = "right"
+
+    def __post_init__(self) -> None:
+        if self.student_keep not in STUDENT_KEEP:
+            raise ValueError(f"student_keep must be one of {', '.join(STUDENT_KEEP)}, not {self.student_keep!r}")
 
 
 @dataclass
@@ -102,15 +113,26 @@ def filter_traces(traces: Sequence[Trace], config: FilterConfig = FilterConfig()
         else:
             kept.append(trace)
     if student is not None and kept:
-        judged = student.score([(t.query_text, t.passage) for t in kept])
-        lo, hi = 0.5 - config.student_margin, 0.5 + config.student_margin
-        survivors = []
-        for t, j in zip(kept, judged):
-            wrong = j.score < lo if t.label >= config.min_rel else j.score > hi
-            if wrong:
-                report.dropped["student-wrong"] += 1
-            else:
-                survivors.append(t)
-        kept = survivors
+        kept = _by_student(kept, student, config, report)
     report.kept = len(kept)
     return kept, report
+
+
+def _by_student(kept: list[Trace], student: Any, config: FilterConfig, report: FilterReport) -> list[Trace]:
+    """The traces the self-filtering rule keeps (``student_keep``), counting the others in ``report``."""
+    judged = student.score([(t.query_text, t.passage) for t in kept])
+    keep_wrong, m = config.student_keep == "wrong", config.student_margin
+    survivors = []
+    for t, j in zip(kept, judged):
+        relevant = t.label >= config.min_rel
+        if keep_wrong:  # right only when sure: a positive at or above 0.5 + m, a negative at or below 0.5 - m
+            right = j.score >= 0.5 + m if relevant else j.score <= 0.5 - m
+            reason = "student-right" if right else None
+        else:  # wrong only when sure
+            wrong = j.score < 0.5 - m if relevant else j.score > 0.5 + m
+            reason = "student-wrong" if wrong else None
+        if reason:
+            report.dropped[reason] += 1
+        else:
+            survivors.append(t)
+    return survivors

@@ -129,7 +129,8 @@ def test_filter_reasons_counted() -> None:
     kept, report = filter_traces(traces, FilterConfig(max_tokens=100, drop_unfinished=True))
     assert [t.docid for t in kept] == ["d1", "d6"]
     assert report.as_dict() == {"total": 7, "kept": 2, "dropped": {
-        "no-answer": 1, "disagrees": 1, "unfinished": 1, "too-long": 1, "duplicate": 1, "student-wrong": 0}}
+        "no-answer": 1, "disagrees": 1, "unfinished": 1, "too-long": 1, "duplicate": 1, "student-wrong": 0,
+        "student-right": 0}}
     assert report.lines()[0] == "kept 2 of 7 traces"
 
 
@@ -144,6 +145,12 @@ def test_self_filtering_drops_pairs_the_student_gets_wrong() -> None:
     assert [t.docid for t in kept] == ["d0", "d3"] and report.dropped["student-wrong"] == 2
     kept, _ = filter_traces(traces, FilterConfig(student_margin=0.35), student=Student())
     assert [t.docid for t in kept] == ["d0", "d2", "d3"]  # 0.1 < 0.15 dropped; 0.8 < 0.85 kept
+    kept, report = filter_traces(traces, FilterConfig(student_keep="wrong"), student=Student())
+    assert [t.docid for t in kept] == ["d1", "d2"] and report.dropped["student-right"] == 2
+    kept, _ = filter_traces(traces, FilterConfig(student_margin=0.35, student_keep="wrong"), student=Student())
+    assert [t.docid for t in kept] == ["d1", "d2", "d3"]  # 0.3 > 0.15: not sure enough to count as right
+    with pytest.raises(ValueError, match="student_keep"):
+        FilterConfig(student_keep="hard")
 
 
 # -- teacher parsing, resumption ------------------------------------------------------------------------
