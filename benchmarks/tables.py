@@ -157,7 +157,7 @@ def shipped_models() -> str:
          "not measured", "not measured", *dl_ndcg("student_reasoning_all.json", "rank1-0.5b-reasoning"),
          *nevir("student_reasoning_all.json", "rank1-0.5b-reasoning")],
         ["`rank1-0.5b-neg2` (negation and exclusion)", "direct, alone", *negation_student("negation_test_neg2.json")],
-        ["`rank1-0.5b-neg2s` (neg2 on its own traces; the default's explainer)", "direct, alone",
+        ["`rank1-0.5b-neg2s` (neg2 on its own traces; the explainer before neg2h)", "direct, alone",
          *negation_student("negation_test_neg2s.json")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
@@ -303,6 +303,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
     "negation-test-wise": lambda: negation_test("negation_test_wise.json"),
     "negation-test-neg2s": lambda: negation_test("negation_test_neg2s.json"),
+    "negation-test-neg2h": lambda: negation_test("negation_test_neg2h_first150.json"),
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,

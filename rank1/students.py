@@ -73,12 +73,18 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
             sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
             description="the default: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
-                        "on dev); direct mode; rank1-0.5b-neg2s explains its picks; see its card",
-            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2s"),
+                        "on dev); direct mode; rank1-0.5b-neg2h explains its picks; see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2h"),
+    Student("rank1-0.5b-neg2h", base="qwen2.5-coder-0.5b", size=17_640_808,
+            sha256="c514195da2336967cabf8f8da0fdd5a8063d142b4e0594fa681521e99cc93f5e",
+            description="rank1-0.5b-neg2s after a second round of its own label-agreeing traces at budget 128: "
+                        "reasoning mode, blended with its direct P(true) (b=0.25, chosen on dev); explains the "
+                        "default's picks",
+            mode="reasoning", fusion_weight=0.0, direct_blend=0.25),
     Student("rank1-0.5b-neg2s", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="6dc6599bfbf41b36d4dfed7e6a513e5cb30da702cbfc3cea970d14b992e5635a",
             description="rank1-0.5b-neg2 trained on its own label-agreeing traces (rejection sampling): reasoning "
-                        "mode, blended with its direct P(true) (b=0.5, chosen on dev); explains the default's picks",
+                        "mode, blended with its direct P(true) (b=0.5, chosen on dev); the explainer before neg2h",
             mode="reasoning", fusion_weight=0.0, direct_blend=0.5),
     Student("rank1-0.5b-neg2", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="15dc390928e398f1716b492c83f844604d2a00773522f04df9475bcced67c3bf",

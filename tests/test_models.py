@@ -65,10 +65,11 @@ def test_registry() -> None:
     from rank1.models import verify_student
     from rank1.students import explainer_for, recommended_settings
 
-    # the default judges in direct mode; rank1-0.5b-neg2s, trained on its own correct negation traces, explains
-    # its picks and reasons with half its direct P(true) (the blend chosen on dev)
+    # the default judges in direct mode; rank1-0.5b-neg2h, trained on two rounds of its own correct negation
+    # traces, explains its picks and reasons with a quarter of its direct P(true) (the blend chosen on dev)
     assert recommended_settings(DEFAULT_MODEL) == ("direct", 0.0, 1.0)
-    assert explainer_for(DEFAULT_MODEL) == "rank1-0.5b-neg2s" == explainer_for("rank1-0.5b-neg2s")
+    assert explainer_for(DEFAULT_MODEL) == "rank1-0.5b-neg2h" == explainer_for("rank1-0.5b-neg2h")
+    assert recommended_settings("rank1-0.5b-neg2h") == ("reasoning", 0.0, 0.25)
     assert recommended_settings("rank1-0.5b-neg2s") == ("reasoning", 0.0, 0.5)
     explainer = explainer_for("rank1-0.5b-labels-v3")  # v3 judges in direct mode; a shipped student reasons for it
     assert explainer in STUDENTS and STUDENTS[explainer].mode == "reasoning" and explainer_for(explainer) == explainer

@@ -16,6 +16,7 @@ from rank1.prompts import PromptTemplate
 from rank1.scoring import DEFAULT_BUDGET, Judgement, answer_token_ids, cut_to_last_sentence, split_reasoning
 
 JUDGE_REVISION = 2
+CLOSE_WINDOW = 8  # generated tokens decoded when looking for the closing tag (it may span several)
 """Revision of how backends turn a generation into a judgement, part of score-store keys so that a change
 re-judges pairs instead of reusing stored scores (2: the fallback keeps the model's own reasoning tokens)."""
 
@@ -71,6 +72,11 @@ class JudgeSettings:
         (see :func:`answer_sequence`)."""
         return f"{reasoning}\n{self.think_close}{self.answer_prefix}"
 
+    def closes(self, tokenizer: Any, generated: Sequence[int]) -> bool:
+        """Whether the closing tag shows in the last generated tokens (:func:`decoded_tail`): a greedy loop
+        stops there."""
+        return self.think_close in decoded_tail(tokenizer, generated)
+
     @classmethod
     def for_template(cls, template: PromptTemplate, **kwargs: Any) -> "JudgeSettings":
         """Settings that take the closing text and answer words from ``template``."""
@@ -81,6 +87,12 @@ class JudgeSettings:
             add_special_tokens=not template.chat,
             **kwargs,
         )
+
+
+def decoded_tail(tokenizer: Any, generated: Sequence[int]) -> str:
+    """The last :data:`CLOSE_WINDOW` generated tokens decoded with special tokens kept: where a closing tag
+    that spans several tokens, or merged into a longer one, can be seen."""
+    return tokenizer.decode(list(generated[-CLOSE_WINDOW:]), skip_special_tokens=False)
 
 
 def answer_sequence(tokenizer: Any, tokens: list[int], settings: JudgeSettings) -> tuple[list[int], str, bool]:

@@ -181,8 +181,7 @@ class CTranslate2Backend(BaseBackend):
         def closed(step: Any) -> bool:
             seen = texts[step.batch_id]
             seen.append(step.token_id)
-            tail = self.tokenizer.decode(seen[-8:], skip_special_tokens=False)
-            return settings.think_close in tail
+            return settings.closes(self.tokenizer, seen)
 
         results = self.generator.generate_batch(
             [self._tokens(x) for x in ids], max_length=settings.budget, sampling_topk=1, beam_size=1,

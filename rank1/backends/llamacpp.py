@@ -206,7 +206,7 @@ class LlamaCppBackend(BaseBackend):
             if token in self.end_tokens:
                 break
             gen.append(token)
-            if settings.think_close in self.tokenizer.decode(gen[-8:], skip_special_tokens=False):
+            if settings.closes(self.tokenizer, gen):
                 break
             if len(gen) < settings.budget:
                 self.llm.eval([token])

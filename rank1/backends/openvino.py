@@ -323,8 +323,7 @@ class OpenVINOBackend(BaseBackend):
                 if token in self.end_tokens:
                     continue
                 generated[seq].append(token)
-                tail = self.tokenizer.decode(generated[seq][-8:], skip_special_tokens=False)
-                if len(generated[seq]) < settings.budget and settings.think_close not in tail:
+                if len(generated[seq]) < settings.budget and not settings.closes(self.tokenizer, generated[seq]):
                     keep.append(row)
             if not keep:
                 break

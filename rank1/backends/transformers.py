@@ -17,7 +17,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
-from rank1.backends.base import (BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence,
+from rank1.backends.base import (BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence, decoded_tail,
                                  length_buckets)
 from rank1.backends.head import Float32Answers
 from rank1.backends.options import BackendOptions
@@ -319,7 +319,7 @@ class TransformersBackend(BaseBackend):
                         if token in eos or len(generated[seq]) >= settings.budget:
                             continue  # no closed block: fallback below
                         generated[seq].append(token)
-                        tail = self.tokenizer.decode(generated[seq][-8:], skip_special_tokens=False)
+                        tail = decoded_tail(self.tokenizer, generated[seq])
                         if close in tail:
                             if not tail.endswith(close):
                                 continue  # the close merged into a longer token: re-score below
