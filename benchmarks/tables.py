@@ -303,7 +303,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
     "negation-test-wise": lambda: negation_test("negation_test_wise.json"),
     "negation-test-neg2s": lambda: negation_test("negation_test_neg2s.json"),
-    "negation-test-neg2h": lambda: negation_test("negation_test_neg2h_first150.json"),
+    "negation-test-neg2h": lambda: negation_test("negation_test_neg2h_first300.json"),
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
