@@ -16,9 +16,10 @@ from rank1.prompts import PromptTemplate
 from rank1.scoring import DEFAULT_BUDGET, Judgement, answer_token_ids, cut_to_last_sentence, split_reasoning
 
 JUDGE_REVISION = 2
-CLOSE_WINDOW = 8  # generated tokens decoded when looking for the closing tag (it may span several)
 """Revision of how backends turn a generation into a judgement, part of score-store keys so that a change
 re-judges pairs instead of reusing stored scores (2: the fallback keeps the model's own reasoning tokens)."""
+CLOSE_WINDOW = 8
+"""Generated tokens decoded when looking for the closing tag (it may span several)."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called after each finished batch with (pairs finished, tokens generated) in that batch."""
