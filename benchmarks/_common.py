@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -106,33 +107,67 @@ def add_resume_arguments(ap: argparse.ArgumentParser, out: str, slice_pairs: int
     ap.add_argument("--out", default=str(RESULTS / out))
 
 
+PAIRED = {"nevir-train": r"_q[12]$", "condaqa-flip": r"-(yes|no)-\d+$",
+          "negate-statement": r"-s[ab]$", "condaqa-statement": r"-s[ab]$"}
+"""Sources whose groups come as NevIR-style pairs (two queries, each with the other's relevant passage as its
+trap): the pattern that, removed from a group's qid, leaves the pair's key (``368-3_q1`` / ``368-3_q2``;
+``condaqa-449-q10-yes-0`` / ``...-no-3``; ``x-sa`` / ``x-sb``)."""
+
+
+class DevGroup(NamedTuple):
+    """A dev group as :func:`load_groups` reads it: its rule, its relevant passage, and its pair (the group's own
+    qid with the :data:`PAIRED` suffix removed; empty for sources that do not come in pairs)."""
+
+    source: str
+    positive: str
+    pair: str = ""
+
+
 def load_groups(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, Document], dict[str, Query],
-                                        dict[str, tuple[str, str]]]:
+                                        dict[str, DevGroup]]:
     """Training-format groups (``distill.msmarco.Group`` JSONL: relevant passage first) as a collection to rerank:
     ``(run, corpus, topics, groups)`` with one query per group (``g{i}``), its passages as documents
-    (``g{i}_{j}``), and ``groups[g{i}] = (source, id of the relevant passage)``."""
+    (``g{i}_{j}``), and ``groups[g{i}]`` its :class:`DevGroup`."""
     from distill.msmarco import read_groups
 
     run: dict[str, dict[str, float]] = {}
     corpus: dict[str, Document] = {}
     topics: dict[str, Query] = {}
-    groups: dict[str, tuple[str, str]] = {}
+    groups: dict[str, DevGroup] = {}
     for i, g in enumerate(read_groups(path)):
         qid = f"g{i}"
         topics[qid] = Query(qid, g.query)
         docs = [f"{qid}_{j}" for j in range(len(g.passages))]
         corpus.update((d, Document(d, text)) for d, text in zip(docs, g.passages))
         run[qid] = {d: 0.0 for d in docs}
-        groups[qid] = (g.source, docs[g.labels.index(1)])
+        pair = re.sub(PAIRED[g.source], "", g.qid) if g.source in PAIRED else ""
+        groups[qid] = DevGroup(g.source, docs[g.labels.index(1)], pair)
     return run, corpus, topics, groups
 
 
-def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """Share of groups whose relevant passage scores strictly above every other passage, per source and overall."""
+def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, DevGroup]) -> dict[str, Any]:
+    """Share of groups whose relevant passage scores strictly above every other passage, per source and overall.
+
+    Sources that come in pairs (:data:`PAIRED`) also get NevIR's paired accuracy: ``pairs``, and ``paired`` the
+    share of pairs whose every group is won (a model blind to the contrast scores 0; on pairs of two two-passage groups a coin scores 0.25); the key
+    ``paired`` pools them."""
     hits: dict[str, list[int]] = {}
-    for qid, (source, positive) in groups.items():
+    pairs: dict[str, dict[str, list[int]]] = {}
+    for qid, g in groups.items():
         docs = scores[qid]
-        won = int(all(docs[positive] > s for d, s in docs.items() if d != positive))
-        hits.setdefault(source, []).append(won)
+        won = int(all(docs[g.positive] > s for d, s in docs.items() if d != g.positive))
+        hits.setdefault(g.source, []).append(won)
         hits.setdefault("all", []).append(won)
-    return {k: {"groups": len(v), "top1": round(sum(v) / len(v), 4)} for k, v in sorted(hits.items())}
+        if g.pair:
+            pairs.setdefault(g.source, {}).setdefault(g.pair, []).append(won)
+    out: dict[str, Any] = {k: {"groups": len(v), "top1": round(sum(v) / len(v), 4)} for k, v in sorted(hits.items())}
+    pooled: list[int] = []
+    for source, by in pairs.items():
+        both = [int(all(v)) for v in by.values()]
+        out[source].update(pairs=len(both), paired=round(sum(both) / len(both), 4))
+        pooled += both
+    if pooled:
+        out["paired"] = {"pairs": len(pooled), "paired": round(sum(pooled) / len(pooled), 4)}
+    return out
+
+

@@ -10,7 +10,9 @@ Not a test. For each model it reranks, in direct mode (or ``--mode``):
 * ``nevir``: paired accuracy on the first ``--nevir-pairs`` test pairs.
 * ``nevir-train``: paired accuracy on the 50 NevIR *train* pairs (a dev set: never a test number).
 * ``contrast-dev``: the held-out groups of ``rank1 distill contrast --dev-out`` (``--contrast-dev FILE``):
-  the share of groups whose relevant passage scores above its contrast and negatives, per rule (a dev set).
+  the share of groups whose relevant passage scores above its contrast and negatives, per rule (a dev set);
+  for the rules whose groups come in NevIR-style pairs (``nevir-train``, ``condaqa-flip``, the statement
+  rules) also paired accuracy, per rule and pooled (``paired``): the dev number closest to NevIR test.
 
 Reports nDCG@10 (dev also MRR@10) of BM25, of the model alone and fused with BM25 at the dev-chosen weight
 (DL19/DL20 also Judged@10, the judged share of the top 10, and nDCG@10 over judged passages only),

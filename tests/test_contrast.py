@@ -275,20 +275,31 @@ def test_real_data(shared_data: Path, tmp_path: Path, opened_files) -> None:
 
 
 def test_groups_as_a_dev_collection_and_top1_per_source(tmp_path: Path) -> None:
-    """benchmarks.student's contrast-dev collection: one query per group, top-1 counted per rule."""
-    from benchmarks._common import load_groups, top1_by_source
+    """benchmarks.student's contrast-dev collection: one query per group, top-1 counted per rule, and NevIR's
+    paired accuracy for the rules whose groups come in pairs."""
+    from benchmarks._common import DevGroup, load_groups, top1_by_source
     from distill.msmarco import Group, write_groups
 
     path = tmp_path / "dev.jsonl"
+    flip = [Group(f"condaqa-7-q1-{a}-{e}", f"q? answer {a}", ("p", "n"), (f"{a} text", "other"), (1, 0),
+                  "condaqa-flip") for a, e in (("yes", 0), ("no", 3))]
     write_groups(path, [Group("a", "q a", ("p", "n"), ("pos a", "neg a"), (1, 0), "negate-answer"),
-                        Group("b", "q b", ("p", "n", "m"), ("pos b", "neg b", "other b"), (1, 0, 0), "exclude")])
+                        Group("b", "q b", ("p", "n", "m"), ("pos b", "neg b", "other b"), (1, 0, 0), "exclude"),
+                        *flip, Group("9_q1", "q1", ("p", "n"), ("x", "y"), (1, 0), "nevir-train"),
+                        Group("9_q2", "q2", ("p", "n"), ("y", "x"), (1, 0), "nevir-train")])
     run, corpus, topics, groups = load_groups(path)
-    assert list(run) == ["g0", "g1"] and len(corpus) == 5 and topics["g1"].text == "q b"
-    assert groups == {"g0": ("negate-answer", "g0_0"), "g1": ("exclude", "g1_0")}
-    scores = {"g0": {"g0_0": 0.9, "g0_1": 0.2}, "g1": {"g1_0": 0.5, "g1_1": 0.5, "g1_2": 0.1}}  # a tie is a miss
-    assert top1_by_source(scores, groups) == {"all": {"groups": 2, "top1": 0.5},
-                                              "exclude": {"groups": 1, "top1": 0.0},
-                                              "negate-answer": {"groups": 1, "top1": 1.0}}
+    assert list(run) == [f"g{i}" for i in range(6)] and len(corpus) == 13 and topics["g1"].text == "q b"
+    assert groups["g0"] == DevGroup("negate-answer", "g0_0", "") and groups["g1"] == ("exclude", "g1_0", "")
+    assert [groups[q].pair for q in ("g2", "g3", "g4", "g5")] == ["condaqa-7-q1"] * 2 + ["9"] * 2
+    scores = {"g0": {"g0_0": 0.9, "g0_1": 0.2}, "g1": {"g1_0": 0.5, "g1_1": 0.5, "g1_2": 0.1},  # a tie is a miss
+              "g2": {"g2_0": 0.9, "g2_1": 0.1}, "g3": {"g3_0": 0.8, "g3_1": 0.7},  # the flip pair: both won
+              "g4": {"g4_0": 0.9, "g4_1": 0.1}, "g5": {"g5_0": 0.1, "g5_1": 0.9}}  # NevIR pair: one of two
+    assert top1_by_source(scores, groups) == {
+        "all": {"groups": 6, "top1": 0.6667}, "exclude": {"groups": 1, "top1": 0.0},
+        "negate-answer": {"groups": 1, "top1": 1.0},
+        "condaqa-flip": {"groups": 2, "top1": 1.0, "pairs": 1, "paired": 1.0},
+        "nevir-train": {"groups": 2, "top1": 0.5, "pairs": 1, "paired": 0.0},
+        "paired": {"pairs": 2, "paired": 0.5}}
 
 
 def test_train_labels_mix_takes_the_files_in_turn(tmp_path: Path) -> None:
