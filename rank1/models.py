@@ -219,7 +219,7 @@ def _embedded(model: EmbeddedModel, root: Path, keep_gguf: bool) -> Path:
 
 def _file_sha256(path: Path, root: Path) -> str:
     """sha256 of a user's weights file (GGUF, safetensors), memoised in ``root/gguf-index.json`` by
-    (path, size, mtime)."""
+    (path, size, mtime); entries of files that no longer exist are dropped when the index is rewritten."""
     st, key = path.stat(), str(path.resolve())
     index_path = root / GGUF_INDEX
     try:
@@ -230,6 +230,7 @@ def _file_sha256(path: Path, root: Path) -> str:
     if hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns and "sha256" in hit:
         return str(hit["sha256"])
     digest, _ = _sha256([path], f"hashing {path.name}")
+    index = {k: v for k, v in index.items() if Path(k).is_file()}
     index[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     from rank1.io.atomic import atomic_write
 

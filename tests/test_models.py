@@ -218,9 +218,19 @@ def test_gguf_path_keyed_by_sha_and_hashed_once(fake_convert, tmp_path: Path, mo
     assert fake_convert == [gguf.resolve()]
     index = json.loads((cache / models.GGUF_INDEX).read_text())
     assert index[str(gguf.resolve())]["sha256"] == sha
+    real_sha256 = models._sha256
     monkeypatch.setattr(models, "_sha256", lambda *a, **k: pytest.fail("hashed twice"))
     again = resolve_model(str(gguf), cache_dir=cache)
     assert again == ref and len(fake_convert) == 1
+    # a file that is gone leaves the index the next time it is written
+    other = gguf.with_name("other.gguf")
+    other.write_bytes(b"GGUF" + b"y" * 10)
+    monkeypatch.setattr(models, "_sha256", real_sha256)
+    resolve_model(str(other), cache_dir=cache)
+    gguf.unlink()
+    other.write_bytes(b"GGUF" + b"z" * 10)  # changed: hashed again, the index rewritten
+    resolve_model(str(other), cache_dir=cache)
+    assert list(json.loads((cache / models.GGUF_INDEX).read_text())) == [str(other.resolve())]
 
 
 def test_fingerprint_of_cache_dir(fake_model, fake_convert, tmp_path: Path) -> None:
