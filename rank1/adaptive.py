@@ -11,7 +11,11 @@ forward pass, no reasoning). Then, per query, only the pairs that can still matt
 A re-judged pair keeps its reasoning judgement (P(true) after reasoning, or with ``direct_blend`` b
 ``(1 - b) * P(true) after reasoning + b * direct P(true)``); the others keep their direct one. Both scores are
 P(true) from the same model, so they are ranked together. ``mode="reasoning"`` with ``direct_blend`` is the
-same cascade with every pair re-judged. Both stages go through the score
+same cascade with every pair re-judged. A shipped student with an explainer (the default, ``rank1-0.5b-wise``,
+which was not trained to reason: its own traces degenerate) hands the reasoning stage to it
+(:func:`rank1.students.explainer_for`, ``rank1-0.5b-neg2h`` for the default): every reasoned pair carries the
+explainer's trace, and its score is blended with the student's direct P(true) by the student's ``direct_blend``
+(1 for the default: the direct score, explained). Both stages go through the score
 store under their own mode, so an adaptive job reuses earlier direct and reasoning judgements and resumes
 after a crash like any other job, and both run on any engine (in this process or on Ray).
 
@@ -29,6 +33,7 @@ from rank1.records import Document, Query, best_first
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.results import RerankResult, RerankStats, rank_query
 from rank1.scoring import Judgement
+from rank1.students import explainer_for
 
 if TYPE_CHECKING:
     from rank1.engines.base import JudgeEngine
@@ -89,14 +94,25 @@ class AdaptiveReranker(Reranker):
         super()._attach(config, model)
         stage = {"fusion_weight": 0.0, "direct_blend": 0.0}
         self.direct = Reranker._sharing(replace(config, mode="direct", **stage), model)
-        self.deep = Reranker._sharing(replace(config, mode="reasoning", **stage), model)
+        reasoner = explainer_for(config.model)
+        self.deep = (Reranker._sharing(replace(config, mode="reasoning", **stage), model) if reasoner == config.model
+                     else Reranker(replace(config, model=reasoner, mode="reasoning", **stage), load=False))
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Provenance recorded with every result: the reranker's, with the cascade's knobs."""
+        """Provenance recorded with every result: the reranker's, with the cascade's knobs (and the model that
+        reasons, where it is the explainer of this one)."""
         c = self.config
         knobs = {"adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band} if c.mode == "adaptive" else {}
-        return {**super().meta, **knobs, **({"direct_blend": c.direct_blend} if c.direct_blend else {})}
+        explainer = ({"explainer": self.deep.model_ref.name, "explainer_fingerprint": self.deep.model_ref.fingerprint}
+                     if self.deep._model is not self._model else {})
+        return {**super().meta, **knobs, **({"direct_blend": c.direct_blend} if c.direct_blend else {}), **explainer}
+
+    def close(self) -> None:
+        """Release the backend, and the explainer's where it reasons for this model."""
+        super().close()
+        if self.deep._model is not self._model:
+            self.deep.close()
 
     def _blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
         """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``)."""

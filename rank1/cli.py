@@ -98,7 +98,8 @@ def rerank(
     backend: str = typer.Option("transformers", "--backend", help=_BACKEND_HELP),
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
                                        "for the top of each list). Default: the model's best (a shipped student's "
-                                       "measured mode), else reasoning."),
+                                       "measured mode), else reasoning. A shipped student with an explainer (the "
+                                       "default: rank1-0.5b-neg2h) has it do the reasoning."),
     budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair."),
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "
@@ -181,7 +182,9 @@ def rerank(
     out.print(f"wrote {out_path}: {s.pairs} pairs ({s.cached} from the cache, {s.judged} judged in {s.seconds:.1f} s, "
               f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
               f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
-              f"{backend} in {check_options(backend, options).dtype_summary()}", soft_wrap=True, highlight=False)
+              f"{backend} in {check_options(backend, options).dtype_summary()}"
+              + (f"; reasoning by {result.meta['explainer']}" if "explainer" in result.meta else ""),
+              soft_wrap=True, highlight=False)
 
 
 @app.command()

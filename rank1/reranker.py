@@ -23,6 +23,7 @@ from rank1.records import Document, Query, best_first, first_missing
 from rank1.results import RankedDoc, RerankResult, RerankStats, rank_query
 from rank1.scoring import Judgement
 from rank1.store import ScoreStore, StoreKey, StoreSettings
+from rank1.students import explainer_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,8 +39,9 @@ _MODE_CLASSES: dict[str, str] = {"adaptive": "rank1.adaptive:AdaptiveReranker"}
 
 def _composite(config: RerankerConfig) -> str | None:
     """The composition that serves ``config``, if one does: adaptive mode, and reasoning blended with direct
-    mode (``direct_blend``: the adaptive cascade with every pair reasoned)."""
-    if config.mode == "reasoning" and config.direct_blend:
+    mode (``direct_blend``: the adaptive cascade with every pair reasoned) or reasoned by another model (a
+    shipped student whose explainer reasons for it, :func:`rank1.students.explainer_for`)."""
+    if config.mode == "reasoning" and (config.direct_blend or explainer_for(config.model) != config.model):
         return _MODE_CLASSES["adaptive"]
     return _MODE_CLASSES.get(config.mode)
 
