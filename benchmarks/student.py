@@ -23,7 +23,9 @@ difference and its 95% paired bootstrap interval; ``paired_at_own_weights`` comp
 (chosen on msmarco-dev, or given per model with ``--fusion-weight W1 W2 ...``): two defaults against each
 other. In reasoning mode, ``--direct-blend B1 B2 ...`` also reports each collection's headline number (paired
 accuracy, top-1 by rule, nDCG@10) for every blend b of the post-reasoning and direct P(true) of the same model
-(``by_direct_blend``: the rule ``rank1 rerank --direct-blend`` applies), to choose b on dev. Judgements go
+(``by_direct_blend``: the rule ``rank1 rerank --direct-blend`` applies), to choose b on dev; with
+``--blend-model STUDENT`` the direct P(true) is STUDENT's (what ``rank1 rerank --mode reasoning`` does for a
+student whose explainer reasons for it). Judgements go
 through a score store, so an interrupted run resumes, and a run whose judgements are
 all stored never loads a model.
 
@@ -114,9 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--direct-blend", type=float, nargs="+", default=None,
                     help="reasoning mode: also report each blend b, (1 - b) * P(true) after reasoning + b * direct "
                          "P(true) of the same model (the rule of --direct-blend; direct scores: one forward a pair)")
+    ap.add_argument("--blend-model", default=None,
+                    help="with --direct-blend: blend with this model's direct P(true) instead of each model's own "
+                         "(a student and its explainer: --models EXPLAINER --blend-model STUDENT)")
     ap.add_argument("--store", default=str(default_store_path()))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    if args.blend_model and not args.direct_blend:
+        ap.error("--blend-model is for --direct-blend")
     if args.direct_blend and args.mode != "reasoning":
         ap.error("--direct-blend is for --mode reasoning")
     names = args.collections.split(",")
@@ -162,11 +169,14 @@ def main(argv: list[str] | None = None) -> None:
                                                backend_options=options), load=False)  # loads on a missing pair
             # fusion: computed here, per weight
             entry: dict[str, Any] = {**reranker.meta, "engine": reranker.store_settings.engine, "collections": {}}
+            if args.blend_model:
+                entry["blend_model"] = args.blend_model
             if args.fusion_weight is not None:
                 entry["fusion_weight"] = args.fusion_weight[i if len(args.fusion_weight) > 1 else 0]
                 entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
-            direct = (Reranker(RerankerConfig(model=spec, mode="direct", fusion_weight=0.0, batch_size=args.batch_size,
+            direct = (Reranker(RerankerConfig(model=args.blend_model or spec, mode="direct", fusion_weight=0.0,
+                                              batch_size=args.batch_size,
                                               backend=args.backend, backend_options=options), load=False)
                       if args.direct_blend else None)
             for name, c in data.items():
