@@ -5,7 +5,10 @@ Not a test. Arms: the baseline (``--baseline``, rank1's default model; ``rank1-0
 up to ``rank1-0.5b-wise``) in direct mode, the new model (``--model``) in direct mode, and the new model in
 reasoning mode at ``--budget`` (default: rank1's, ``rank1.scoring.DEFAULT_BUDGET``), its score blended with its
 own direct P(true) by ``--direct-blend`` b (``rank1 rerank --direct-blend``: b = 0 is the post-reasoning P(true)
-alone); with ``--no-reasoning`` the direct arms only. Every model scores alone (no fusion with BM25).
+alone); with ``--no-reasoning`` the direct arms only. Every model scores alone (no fusion with BM25). With
+``--baseline-blend B`` a fourth arm, ``baseline reasoning``, is the baseline's reasoning mode as ``rank1 rerank``
+runs it: its explainer (:func:`rank1.students.explainer_for`; neg2h for the default) reasons, and the score is
+blended with the *baseline's* direct P(true) by B (the default's dev-chosen blend).
 
 Collections (``benchmarks.ttc_data``): NevIR test pairs (paired accuracy: both queries of a pair rank their own
 passage first), ExcluIR and BoolQuestions NOT (the answer passage strictly above the trap) with every arm, and
@@ -42,6 +45,7 @@ from rank1.models import DEFAULT_MODEL
 from rank1.reranker import Reranker, RerankerConfig
 from rank1.scoring import DEFAULT_BUDGET, Judgement
 from rank1.store import ScoreStore
+from rank1.students import explainer_for
 
 TWO_PASSAGE = ("nevir", "excluir", "boolq")
 RANKED = ("dl19", "dl20")
@@ -55,16 +59,29 @@ class Arm(NamedTuple):
     mode: str
     budget: int = 0
     blend: float = 0.0
+    blend_with: str = ""
+    """Whose direct P(true) a reasoning arm is blended with (empty: its own model's)."""
+
+    @property
+    def direct_model(self) -> str:
+        """The model whose direct judgements this arm's blend needs."""
+        return self.blend_with or self.model
 
 
 def arms(args: argparse.Namespace) -> list[Arm]:
-    """The baseline and the new model in direct mode, then the new model reasoning."""
-    return [Arm("baseline direct", args.baseline, "direct"), Arm("new direct", args.model, "direct"),
-            Arm("new reasoning", args.model, "reasoning", args.budget, args.direct_blend)]
+    """The baseline and the new model in direct mode, then the new model reasoning (and, with
+    ``--baseline-blend``, the baseline's reasoning mode: its explainer's reasoning, blended with its direct P(true))."""
+    out = [Arm("baseline direct", args.baseline, "direct"), Arm("new direct", args.model, "direct"),
+           Arm("new reasoning", args.model, "reasoning", args.budget, args.direct_blend)]
+    if args.baseline_blend is not None:
+        out.append(Arm("baseline reasoning", explainer_for(args.baseline), "reasoning", args.budget,
+                       args.baseline_blend, blend_with=args.baseline))
+    return out
 
 
 COMPARISONS = (("new direct", "baseline direct"), ("new reasoning", "new direct"),
-               ("new reasoning", "baseline direct"))
+               ("new reasoning", "baseline direct"), ("baseline reasoning", "baseline direct"),
+               ("baseline reasoning", "new direct"))
 
 
 def blended(reasoned: dict[Pair, Judgement], direct: dict[Pair, Judgement], b: float) -> dict[Pair, Judgement]:
@@ -93,7 +110,7 @@ class Measure:
                                    backend=args.backend, backend_options=options, batch_size=args.batch_size),
                     load=False))
         self.report: dict[str, Any] = {**header(), "settings": {
-            k: getattr(args, k) for k in ("baseline", "model", "budget", "direct_blend", "backend", "dtype", "depth",
+            k: getattr(args, k) for k in ("baseline", "model", "budget", "direct_blend", "baseline_blend", "backend", "dtype", "depth",
                                           "nevir_pairs", "excluir_items", "boolq_items", "limit", "batch_size")},
             "arms": [a._asdict() for a in arms(args)], "rows": {}, "paired": {}}
 
@@ -101,7 +118,7 @@ class Measure:
         """The stored judgements of ``arm`` on ``coll`` (reasoning: blended with the direct ones)."""
         found = lookup(self.rerankers[(arm.model, arm.mode)], coll, self.store)
         if arm.mode == "reasoning" and arm.blend:
-            found = blended(found, lookup(self.rerankers[(arm.model, "direct")], coll, self.store), arm.blend)
+            found = blended(found, lookup(self.rerankers[(arm.direct_model, "direct")], coll, self.store), arm.blend)
         return found
 
     def update(self) -> None:
@@ -124,7 +141,7 @@ class Measure:
         """Judge ``arm``'s missing pairs of ``coll`` (and, for a blend, the direct ones it needs), a slice at a
         time, rewriting the JSON after each."""
         for mode in (("direct", "reasoning") if arm.mode == "reasoning" and arm.blend else (arm.mode,)):
-            reranker = self.rerankers[(arm.model, mode)]
+            reranker = self.rerankers[(arm.direct_model if mode == "direct" else arm.model, mode)]
             have = lookup(reranker, coll, self.store)
             for part in slices([p for p in coll.pairs if p not in have], self.args.slice_pairs):
                 run = {q: {d: coll.run[q][d] for d in docs} for q, docs in part.items()}
@@ -144,7 +161,8 @@ class Measure:
         if not self.args.no_reasoning:
             for name in order:
                 if name not in RANKED:
-                    self.judge(arms(self.args)[2], self.colls[name])
+                    for arm in arms(self.args)[2:]:
+                        self.judge(arm, self.colls[name])
         self.update()
         for reranker in self.rerankers.values():
             reranker.close()
@@ -159,6 +177,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                          "rank1-0.5b-wise)")
     ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="reasoning budget (rank1's default)")
     ap.add_argument("--direct-blend", type=float, default=0.0, help="the blend chosen on dev (0: none)")
+    ap.add_argument("--baseline-blend", type=float, default=None,
+                    help="also the baseline's reasoning mode: its explainer's reasoning blended with the baseline's "
+                         "direct P(true) by this (chosen on dev)")
     ap.add_argument("--collections", default=",".join((*TWO_PASSAGE, *RANKED)))
     ap.add_argument("--depth", type=int, default=100, help="DL19/DL20: BM25 candidates per query")
     ap.add_argument("--nevir-pairs", type=int, default=1000)
@@ -170,8 +191,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-reasoning", action="store_true",
                     help="judge the direct arms only (the report still shows what the store holds for reasoning)")
     args = ap.parse_args(argv)
-    if not 0.0 <= args.direct_blend <= 1.0:
-        ap.error("--direct-blend must lie in [0, 1]")
+    if not all(0.0 <= b <= 1.0 for b in (args.direct_blend, args.baseline_blend or 0.0)):
+        ap.error("--direct-blend and --baseline-blend must lie in [0, 1]")
+    if explainer_for(args.model) != args.model and not args.no_reasoning:
+        ap.error(f"{args.model} reasons through its explainer: measure that with --model {explainer_for(args.model)}, "
+                 f"or as the baseline with --baseline {args.model} --baseline-blend B")
     return args
 
 

@@ -83,17 +83,20 @@ def test_negation_script(run_script) -> None:
     direct_only = run_script("negation.py", *args, "--no-reasoning")["rows"]
     assert direct_only["nevir"]["new direct"]["coverage"] == 1.0
     assert direct_only["nevir"]["new reasoning"]["pairs_judged"] == 0  # --no-reasoning: none generated
-    report = run_script("negation.py", *args)
+    report = run_script("negation.py", *args, "--baseline-blend", "0.5")
     rows = report["rows"]
-    assert set(rows["nevir"]) == {"baseline direct", "new direct", "new reasoning"} and set(rows["dl19"]) == {
-        "baseline direct", "new direct"}
+    assert set(rows["nevir"]) == {"baseline direct", "new direct", "new reasoning", "baseline reasoning"} and set(
+        rows["dl19"]) == {"baseline direct", "new direct"}
+    # smollm2 is its own explainer, and here the baseline too: its reasoning mode is the new one's, same blend
+    assert rows["boolq"]["baseline reasoning"] == rows["boolq"]["new reasoning"]
     assert all(r["coverage"] == 1.0 and r["quality"] is not None for c in rows.values() for r in c.values())
     assert rows["nevir"]["new reasoning"]["pairs_planned"] == 4 and rows["nevir"]["new reasoning"][
         "gen_tokens_per_pair"] <= 4
     assert report["paired"]["boolq"]["new direct - baseline direct"]["diff"] == 0.0  # the same model twice
     assert set(report["paired"]["nevir"]) == {"new direct - baseline direct", "new reasoning - new direct",
-                                              "new reasoning - baseline direct"}
-    assert run_script("negation.py", *args, "--no-judge")["rows"] == rows  # all in the store
+                                              "new reasoning - baseline direct", "baseline reasoning - baseline direct",
+                                              "baseline reasoning - new direct"}
+    assert run_script("negation.py", *args, "--baseline-blend", "0.5", "--no-judge")["rows"] == rows  # all stored
 
 
 def test_negation_blend_is_the_reranker_rule() -> None:
