@@ -96,13 +96,16 @@ def nevir(file: str, model: str) -> list[str]:
             f"{run['pairs_per_second']:.2f}"]
 
 
-def negation_student(file: str) -> list[str]:
-    """A student measured by benchmarks/negation.py (its "new direct" arm): DL top-100 with the gain over BM25,
-    no top-20 run, NevIR paired accuracy over its pairs (1,000), no rate (another run); partial: its coverage."""
+def negation_student(file: str, arm: str = "new direct") -> list[str]:
+    """A student measured by benchmarks/negation.py (its ``arm``): DL top-100 with the gain over BM25 (not
+    measured for a reasoning arm), no top-20 run, NevIR paired accuracy over its pairs (1,000), no rate (another
+    run); partial: its coverage."""
     rows, bm25 = result(file)["rows"], collections("student_v3_top100.json", "rank1-0.5b-labels-v3")
 
-    def cell(coll: str, unit: str) -> tuple[dict[str, Any], str | None]:
-        r = rows[coll]["new direct"]
+    def cell(coll: str, unit: str) -> tuple[dict[str, Any] | None, str | None]:
+        r = rows.get(coll, {}).get(arm)
+        if r is None:
+            return None, "not measured"
         done = r["quality"] is not None and r["units_complete"] == r["units"]
         return r, None if done else f"being measured ({r['units_complete']} of {r['units']} {unit})"
 
@@ -159,6 +162,8 @@ def shipped_models() -> str:
         ["`rank1-0.5b-neg2` (negation and exclusion)", "direct, alone", *negation_student("negation_test_neg2.json")],
         ["`rank1-0.5b-neg2s` (neg2 on its own traces; the explainer before neg2h)", "direct, alone",
          *negation_student("negation_test_neg2s.json")],
+        ["`rank1-0.5b-neg2h` (neg2s after a second round of its own traces; the default's explainer)",
+         "reasoning (128 tokens), blend 0.25", *negation_student("negation_test_neg2h.json", "new reasoning")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
               "NevIR paired accuracy", "pairs/s (NevIR run)"]
@@ -303,7 +308,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
     "negation-test-wise": lambda: negation_test("negation_test_wise.json"),
     "negation-test-neg2s": lambda: negation_test("negation_test_neg2s.json"),
-    "negation-test-neg2h": lambda: negation_test("negation_test_neg2h_first300.json"),
+    "negation-test-neg2h": lambda: negation_test("negation_test_neg2h.json"),
     "shipped-models": shipped_models,
     "v3-test": v3_test,
     "precision": precision,
