@@ -149,8 +149,8 @@ def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, DevGro
     """Share of groups whose relevant passage scores strictly above every other passage, per source and overall.
 
     Sources that come in pairs (:data:`PAIRED`) also get NevIR's paired accuracy: ``pairs``, and ``paired`` the
-    share of pairs whose every group is won (a model blind to the contrast scores 0; on pairs of two two-passage groups a coin scores 0.25); the key
-    ``paired`` pools them."""
+    share of pairs whose every group is won (a model blind to the contrast scores 0; on pairs of two two-passage
+    groups a coin scores 0.25); the key ``paired`` pools them."""
     hits: dict[str, list[int]] = {}
     pairs: dict[str, dict[str, list[int]]] = {}
     for qid, g in groups.items():

@@ -110,8 +110,9 @@ class Measure:
                                    backend=args.backend, backend_options=options, batch_size=args.batch_size),
                     load=False))
         self.report: dict[str, Any] = {**header(), "settings": {
-            k: getattr(args, k) for k in ("baseline", "model", "budget", "direct_blend", "baseline_blend", "backend", "dtype", "depth",
-                                          "nevir_pairs", "excluir_items", "boolq_items", "limit", "batch_size")},
+            k: getattr(args, k) for k in ("baseline", "model", "budget", "direct_blend", "baseline_blend", "backend",
+                                          "dtype", "depth", "nevir_pairs", "excluir_items", "boolq_items", "limit",
+                                          "batch_size")},
             "arms": [a._asdict() for a in arms(args)], "rows": {}, "paired": {}}
 
     def judgements(self, arm: Arm, coll: Collection) -> dict[Pair, Judgement]:

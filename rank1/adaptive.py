@@ -105,14 +105,19 @@ class AdaptiveReranker(Reranker):
         c = self.config
         knobs = {"adaptive_top": c.adaptive_top, "adaptive_band": c.adaptive_band} if c.mode == "adaptive" else {}
         explainer = ({"explainer": self.deep.model_ref.name, "explainer_fingerprint": self.deep.model_ref.fingerprint}
-                     if self.deep._model is not self._model else {})
+                     if self._explained else {})
         return {**super().meta, **knobs, **({"direct_blend": c.direct_blend} if c.direct_blend else {}), **explainer}
 
     def close(self) -> None:
         """Release the backend, and the explainer's where it reasons for this model."""
         super().close()
-        if self.deep._model is not self._model:
+        if self._explained:
             self.deep.close()
+
+    @property
+    def _explained(self) -> bool:
+        """Whether another model (this one's explainer) reasons for it, over its own loaded model."""
+        return self.deep._model is not self._model
 
     def _blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
         """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``)."""
