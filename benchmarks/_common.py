@@ -95,6 +95,19 @@ def add_engine_arguments(ap: argparse.ArgumentParser, batch_size: int,
     ap.add_argument("--batch-size", type=int, default=batch_size)
 
 
+def reasons_through_explainer(model: str) -> str | None:
+    """The error to give when ``model`` is asked for a reasoning arm it would hand to its explainer, else None.
+
+    Reasoning with a shipped student that has an explainer (:func:`rank1.students.explainer_for`) is the explainer's
+    reasoning blended with the student's direct P(true): an arm measuring it must name the explainer."""
+    from rank1.students import explainer_for
+
+    explainer = explainer_for(model)
+    if explainer == model:
+        return None
+    return f"{model} reasons through its explainer {explainer}: name {explainer} for the reasoning arm"
+
+
 def add_resume_arguments(ap: argparse.ArgumentParser, out: str, slice_pairs: int) -> None:
     """``--slice-pairs``, ``--no-judge``, ``--store`` and ``--out``: a benchmark that judges through the score store
     and rewrites its JSON (``RESULTS / out`` by default) as it goes, so the same command resumes."""

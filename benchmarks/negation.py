@@ -36,7 +36,7 @@ import argparse
 from typing import Any, NamedTuple
 
 from benchmarks import ttc_data, ttc_stats
-from benchmarks._common import add_engine_arguments, add_resume_arguments, header, write_json
+from benchmarks._common import add_engine_arguments, add_resume_arguments, header, reasons_through_explainer, write_json
 from benchmarks.ttc import lookup, slices
 from benchmarks.ttc_data import Collection, Pair
 from rank1.adaptive import blend_score
@@ -194,9 +194,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if not all(0.0 <= b <= 1.0 for b in (args.direct_blend, args.baseline_blend or 0.0)):
         ap.error("--direct-blend and --baseline-blend must lie in [0, 1]")
-    if explainer_for(args.model) != args.model and not args.no_reasoning:
-        ap.error(f"{args.model} reasons through its explainer: measure that with --model {explainer_for(args.model)}, "
-                 f"or as the baseline with --baseline {args.model} --baseline-blend B")
+    if (why := reasons_through_explainer(args.model)) and not args.no_reasoning:
+        ap.error(f"{why} (--model), or measure it as the baseline: --baseline {args.model} --baseline-blend B")
     return args
 
 

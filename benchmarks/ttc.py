@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from benchmarks import ttc_data, ttc_stats
-from benchmarks._common import add_engine_arguments, add_resume_arguments, header, write_json
+from benchmarks._common import add_engine_arguments, add_resume_arguments, header, reasons_through_explainer, write_json
 from benchmarks.ttc_data import Collection, Pair
 from benchmarks.ttc_report import plot, table
 from rank1.backends import backend_options
@@ -347,6 +347,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.direct_model = args.reasoning_model = args.model
     if args.reasoning_model is None:
         args.reasoning_model = explainer_for(args.direct_model)
+    if why := reasons_through_explainer(args.reasoning_model):
+        ap.error(f"{why} (--reasoning-model, or --direct-model {args.reasoning_model} alone)")
     if args.adaptive_budget is None:
         args.adaptive_budget = 128 if 128 in args.budgets else max(args.budgets)
     return args

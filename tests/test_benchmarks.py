@@ -109,6 +109,23 @@ def test_negation_blend_is_the_reranker_rule() -> None:
     assert blended(reasoned, direct, 0.25) == {("q", "d"): j._replace(score=0.75 * 0.2 + 0.25 * 0.6)}
 
 
+def test_reasoning_arms_refuse_a_model_that_reasons_through_its_explainer(capsys) -> None:
+    """The default hands reasoning to its explainer: an arm that names it for reasoning would measure a cascade
+    whose lookups find nothing, so both benchmarks stop at parse time and name the explainer."""
+    from benchmarks import negation, ttc
+    from rank1.models import DEFAULT_MODEL
+    from rank1.students import explainer_for
+
+    explainer = explainer_for(DEFAULT_MODEL)
+    assert explainer != DEFAULT_MODEL
+    for parse, argv in ((ttc.parse, ["--model", DEFAULT_MODEL]), (negation.parse, ["--model", DEFAULT_MODEL])):
+        with pytest.raises(SystemExit) as stop:
+            parse(argv)
+        assert stop.value.code == 2 and f"name {explainer} for the reasoning arm" in capsys.readouterr().err
+    assert ttc.parse(["--direct-model", DEFAULT_MODEL]).reasoning_model == explainer
+    assert negation.parse(["--model", DEFAULT_MODEL, "--no-reasoning"]).model == DEFAULT_MODEL
+
+
 def test_quantized_script(run_script) -> None:
     pytest.importorskip("ctranslate2")
     report = run_script("quantized.py", "--variants", "float32,ct2-int8", "--queries", "1", "--depth", "2",
