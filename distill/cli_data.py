@@ -54,6 +54,8 @@ def contrast(
                                    "(interleaved so)."),
     negatives: int = typer.Option(2, "--negatives", help="Ordinary hard negatives per MS MARCO group."),
     dev_fraction: float = typer.Option(0.1, "--dev-fraction", help="Share of queries / CondaQA passages held out."),
+    condaqa_dev_fraction: Optional[float] = typer.Option(
+        None, "--condaqa-dev-fraction", help="Share of CondaQA passages held out instead (default: --dev-fraction)."),
     max_per_rule: Optional[int] = typer.Option(None, "--max-per-rule", help="At most N training groups a source."),
     examples: int = typer.Option(0, "--examples", help="Also print N random training groups, readable."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out draw, templates and negatives."),
@@ -66,7 +68,7 @@ def contrast(
         from distill.msmarco import write_groups
 
         cfg = ContrastConfig(rules=tuple(rules.split(",")), negatives=negatives, dev_fraction=dev_fraction,
-                             max_per_rule=max_per_rule, seed=seed)
+                             condaqa_dev_fraction=condaqa_dev_fraction, max_per_rule=max_per_rule, seed=seed)
         made = build_contrast(data, cfg)
         write_groups(out_path, made.train)
         write_groups(dev_out, made.dev)

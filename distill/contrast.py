@@ -68,6 +68,8 @@ class ContrastConfig:
             order.
         negatives: Ordinary hard negatives added to each MS MARCO group (beside the contrast passage).
         dev_fraction: Share of MS MARCO query texts and CondaQA PassageIDs held out as the contrast dev set.
+        condaqa_dev_fraction: Share of CondaQA PassageIDs held out instead (``None``: ``dev_fraction``). Its pairs
+            are the dev pairs most like NevIR's, so a larger share buys a paired dev set worth selecting on.
         max_per_rule: At most this many training groups per source (a seeded draw); ``None``: all.
         mine_depth: BM25 depth ordinary negatives and pair traps come from.
         min_idf: Smallest BM25 idf of an ``exclude`` term.
@@ -79,6 +81,7 @@ class ContrastConfig:
     rules: tuple[str, ...] = ("negate-answer", "exclude", "condaqa-flip", "statement")
     negatives: int = 2
     dev_fraction: float = 0.1
+    condaqa_dev_fraction: float | None = None
     max_per_rule: int | None = None
     mine_depth: int = 20
     min_idf: float = 3.5
@@ -90,9 +93,14 @@ class ContrastConfig:
         unknown = set(self.rules) - set(SOURCES)
         if unknown:
             raise ValueError(f"unknown rules {sorted(unknown)}; known: {', '.join(SOURCES)}")
-        if self.negatives < 0 or not 0 <= self.dev_fraction < 1 or (self.max_per_rule or 1) < 1:
-            raise ValueError("negatives must be >= 0, dev_fraction in [0, 1), max_per_rule >= 1")
+        if self.negatives < 0 or not all(0 <= f < 1 for f in (self.dev_fraction, self.condaqa_share)) or (
+                self.max_per_rule or 1) < 1:
+            raise ValueError("negatives must be >= 0, dev fractions in [0, 1), max_per_rule >= 1")
 
+    @property
+    def condaqa_share(self) -> float:
+        """The share of CondaQA PassageIDs held out."""
+        return self.dev_fraction if self.condaqa_dev_fraction is None else self.condaqa_dev_fraction
 
 
 class Item(NamedTuple):
@@ -305,7 +313,8 @@ def build_contrast(data_dir: str | Path, config: ContrastConfig = ContrastConfig
         condaqa_rows = read_condaqa(root / CONDAQA_FILE)
         found = condaqa_groups(condaqa_rows)
         pids = sorted({p for p, _ in found})
-        draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, round(len(pids) * config.dev_fraction))
+        share = round(len(pids) * config.condaqa_share)
+        draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, share)
         held |= {f"condaqa:{p}" for p in draw}
         found += condaqa_statements(condaqa_rows, config.seed) if "statement" in config.rules else []
         for p, g in found:

@@ -238,6 +238,11 @@ def test_build_on_a_small_folder_and_the_cli(tmp_path: Path) -> None:
     capped = build_contrast(data, ContrastConfig(dev_fraction=0.25, dev_queries=1, max_per_rule=2,
                                                  rules=("negate-answer",)))
     assert capped.counts["negate-answer"]["train"] == 2 and "exclude" not in capped.counts
+    wider = build_contrast(data, ContrastConfig(dev_fraction=0.25, condaqa_dev_fraction=0.5, dev_queries=1,
+                                                negatives=1, min_idf=1.0))
+    assert wider.counts["condaqa-flip"] == {"train": 10, "dev": 10}    # 5 of the 10 passages held out
+    assert wider.counts["negate-answer"] == made.counts["negate-answer"]  # MS MARCO's draw unchanged
+    check_no_leakage(wider.train, wider.dev, data, 1)
 
     out, dev_out = tmp_path / "c.jsonl", tmp_path / "d.jsonl"
     result = CliRunner().invoke(app, ["distill", "contrast", "--data", str(data), "--out", str(out),
