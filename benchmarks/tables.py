@@ -164,7 +164,7 @@ def shipped_models() -> str:
          *negation_student("negation_test_neg2s.json")],
         ["`rank1-0.5b-neg2h` (neg2s after a second round of its own traces; the default's explainer)",
          "direct, alone", *negation_student("negation_test_neg2h.json")],
-        ["  same", "reasoning (128 tokens), blend 0.25",
+        ["`rank1-0.5b-neg2h` (the same)", "reasoning (128 tokens), blend 0.25",
          *negation_student("negation_test_neg2h.json", "new reasoning")],
     ]
     header = ["model", "mode", "DL19 top-100", "DL20 top-100", "DL19 top-20", "DL20 top-20",
