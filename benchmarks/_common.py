@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Sequence
 
 from rank1.io import read_qrels, read_rankllm
 from rank1.records import Document, Query
+from rank1.students import explainer_for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TREC_DL = {
@@ -100,8 +101,6 @@ def reasons_through_explainer(model: str) -> str | None:
 
     Reasoning with a shipped student that has an explainer (:func:`rank1.students.explainer_for`) is the explainer's
     reasoning blended with the student's direct P(true): an arm measuring it must name the explainer."""
-    from rank1.students import explainer_for
-
     explainer = explainer_for(model)
     if explainer == model:
         return None

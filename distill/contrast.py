@@ -313,8 +313,8 @@ def build_contrast(data_dir: str | Path, config: ContrastConfig = ContrastConfig
         condaqa_rows = read_condaqa(root / CONDAQA_FILE)
         found = condaqa_groups(condaqa_rows)
         pids = sorted({p for p, _ in found})
-        share = round(len(pids) * config.condaqa_share)
-        draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, share)
+        held_count = round(len(pids) * config.condaqa_share)
+        draw = random.Random(f"contrast-dev-condaqa-{config.seed}").sample(pids, held_count)
         held |= {f"condaqa:{p}" for p in draw}
         found += condaqa_statements(condaqa_rows, config.seed) if "statement" in config.rules else []
         for p, g in found:
