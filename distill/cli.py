@@ -115,23 +115,29 @@ def filter_cmd(
     student_keep: str = typer.Option("right", "--student-keep",
                                      help="right: drop what the student gets wrong; wrong: keep only that (hard "
                                           "pairs, STaR-style)."),
+    held_out: Optional[list[Path]] = typer.Option(
+        None, "--held-out", help="Dev groups JSONL (repeatable, e.g. `distill contrast --dev-out`): drop traces "
+                                 "that show one of their queries or passages."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Drop traces that disagree with their label, are too long, repeat, or (optionally) a student gets wrong."""
+    """Drop traces that show a dev item, disagree with their label, are too long, repeat, or (optionally) a student
+    gets wrong."""
 
     @fail_cleanly
     def body() -> None:
-        from distill.filtering import FilterConfig, filter_traces
+        from distill.filtering import FilterConfig, filter_traces, held_out_texts
+        from distill.msmarco import read_groups
         from distill.records import read_traces, write_alpaca, write_traces
 
         items = read_traces(traces)
+        dev = held_out_texts([g for f in held_out or [] for g in read_groups(f)])
         model = None
         if student is not None:
             from rank1 import Reranker
 
             model = Reranker(model=student, mode=student_mode)
         kept, report = filter_traces(items, FilterConfig(min_rel, drop_unfinished, max_tokens, max_chars, dedupe,
-                                                          student_margin, student_keep), model)
+                                                          student_margin, student_keep, dev), model)
         write_traces(out_path, kept)
         if alpaca is not None:
             write_alpaca(alpaca, kept)

@@ -2,6 +2,8 @@
 
 Rules, applied in this order (a trace is counted under the first rule that drops it):
 
+0. ``held-out``: the trace's query or passage text is one of ``held_out`` (the queries and passages of dev
+   groups, e.g. ``rank1 distill contrast --dev-out``), so no training row shows a dev item.
 1. ``no-answer``: the teacher gave no ``true``/``false``.
 2. ``disagrees``: the answer is not the label (relevant iff the grade is at least ``min_rel``).
 3. ``unfinished``: the reasoning hit the budget before ``</think>`` (off unless ``drop_unfinished``).
@@ -23,7 +25,7 @@ from typing import Any, Sequence
 
 from distill.records import Trace
 
-REASONS = ("no-answer", "disagrees", "unfinished", "too-long", "duplicate", "student-wrong", "student-right")
+REASONS = ("held-out", "no-answer", "disagrees", "unfinished", "too-long", "duplicate", "student-wrong", "student-right")
 STUDENT_KEEP = ("right", "wrong")
 
 
@@ -41,6 +43,7 @@ class FilterConfig:
             negative with P(true) above ``0.5 + margin``.
         student_keep: ``right`` (default): drop what the student gets wrong, as above; ``wrong``: keep only
             what it gets wrong (a positive below ``0.5 + margin``, a negative above ``0.5 - margin``).
+        held_out: Query and passage texts no kept trace may show (see :func:`held_out_texts`).
     """
 
     min_rel: int = 1
@@ -50,6 +53,7 @@ class FilterConfig:
     dedupe: bool = True
     student_margin: float = 0.0
     student_keep: str = "right"
+    held_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.student_keep not in STUDENT_KEEP:
@@ -75,7 +79,14 @@ class FilterReport:
         return {"total": self.total, "kept": self.kept, "dropped": {r: self.dropped[r] for r in REASONS}}
 
 
+def held_out_texts(groups: Sequence[Any]) -> frozenset[str]:
+    """Every query and passage text of ``groups`` (records with ``query`` and ``passages``): a dev set."""
+    return frozenset(t for g in groups for t in (g.query, *g.passages))
+
+
 def _reason(trace: Trace, config: FilterConfig, seen: set[Any]) -> str | None:
+    if trace.query_text in config.held_out or trace.passage in config.held_out:
+        return "held-out"
     if trace.answer is None:
         return "no-answer"
     if trace.answer != (trace.label >= config.min_rel):

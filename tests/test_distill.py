@@ -129,7 +129,7 @@ def test_filter_reasons_counted() -> None:
     kept, report = filter_traces(traces, FilterConfig(max_tokens=100, drop_unfinished=True))
     assert [t.docid for t in kept] == ["d1", "d6"]
     assert report.as_dict() == {"total": 7, "kept": 2, "dropped": {
-        "no-answer": 1, "disagrees": 1, "unfinished": 1, "too-long": 1, "duplicate": 1, "student-wrong": 0,
+        "held-out": 0, "no-answer": 1, "disagrees": 1, "unfinished": 1, "too-long": 1, "duplicate": 1, "student-wrong": 0,
         "student-right": 0}}
     assert report.lines()[0] == "kept 2 of 7 traces"
 
@@ -211,6 +211,18 @@ def test_generate_appends_and_resumes(tmp_path: Path) -> None:
 
 
 # -- command line --------------------------------------------------------------------------------------
+
+
+def test_cli_filter_drops_traces_that_show_a_dev_item(tmp_path: Path) -> None:
+    src, dev = tmp_path / "t.jsonl", tmp_path / "dev.jsonl"
+    write_traces(src, [make_trace(), make_trace(docid="d2", passage="A dev passage."),
+                       make_trace("q2", "d3", query="a dev query")])
+    write_groups(dev, [Group("9", "a dev query", ("x", "y"), ("A dev passage.", "Another."), (1, 0), "exclude")])
+    res = CliRunner().invoke(app, ["distill", "filter", str(src), "--out", str(tmp_path / "k.jsonl"),
+                                   "--held-out", str(dev), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["dropped"]["held-out"] == 2
+    assert [t.docid for t in read_traces(tmp_path / "k.jsonl")] == ["d1"]
 
 
 def test_cli_filter_and_bad_input(tmp_path: Path) -> None:
