@@ -11,11 +11,11 @@ forward pass, no reasoning). Then, per query, only the pairs that can still matt
 A re-judged pair keeps its reasoning judgement (P(true) after reasoning, or with ``direct_blend`` b
 ``(1 - b) * P(true) after reasoning + b * direct P(true)``); the others keep their direct one. Both scores are
 P(true) from the same model, so they are ranked together. ``mode="reasoning"`` with ``direct_blend`` is the
-same cascade with every pair re-judged. A shipped student with an explainer (the default, ``rank1-0.5b-wise``,
-which was not trained to reason: its own traces degenerate) hands the reasoning stage to it
-(:func:`rank1.students.explainer_for`, ``rank1-0.5b-neg2h`` for the default): every reasoned pair carries the
+same cascade with every pair re-judged. A shipped student with an explainer (``rank1-0.5b-wise``, the default
+until 2026-12-04, which was not trained to reason: its own traces degenerate) hands the reasoning stage to it
+(:func:`rank1.students.explainer_for`, ``rank1-0.5b-neg3`` for wise): every reasoned pair carries the
 explainer's trace, and its score is blended with the student's direct P(true) by the student's ``direct_blend``
-(1 for the default: the direct score, explained). Both stages go through the score
+(1 for wise and for the default, which explains itself: the direct score, explained). Both stages go through the score
 store under their own mode, so an adaptive job reuses earlier direct and reasoning judgements and resumes
 after a crash like any other job, and both run on any engine (in this process or on Ray).
 

@@ -99,7 +99,7 @@ def rerank(
     mode: Optional[str] = typer.Option(None, "--mode", help="reasoning, direct, or adaptive (direct for all, reasoning "
                                        "for the top of each list). Default: the model's best (a shipped student's "
                                        "measured mode), else reasoning. A shipped student with an explainer (the "
-                                       "default: rank1-0.5b-neg2h) has it do the reasoning."),
+                                       "rank1-0.5b-wise: rank1-0.5b-neg3) has it do the reasoning."),
     budget: int = typer.Option(DEFAULT_BUDGET, "--budget", help="Most reasoning tokens per pair."),
     adaptive_top: int = typer.Option(10, "--adaptive-top", help="Adaptive mode: reason on the top N of each query."),
     adaptive_band: float = typer.Option(0.0, "--adaptive-band", help="Adaptive mode: also reason where "

@@ -12,10 +12,11 @@ from typing import Any
 
 BASE_MODEL = "qwen2.5-coder-0.5b"
 """The embedded base model that students are trained from."""
-DEFAULT_MODEL = "rank1-0.5b-wise"
-"""What ``rank1`` uses when no model is given: v3 and a negation student mixed in weight space (base + shipped
-adapter, direct mode, alone; see ``rank1/data/students/rank1-0.5b-wise/README.md``). The default since
-2026-12-02; ``rank1-0.5b-labels-v3`` before it."""
+DEFAULT_MODEL = "rank1-0.5b-neg3"
+"""What ``rank1`` uses when no model is given: v3 continued on negation and exclusion contrast pairs (base +
+shipped adapter, direct mode, alone; see ``rank1/data/students/rank1-0.5b-neg3/README.md``). The default since
+2026-12-04 (chosen on dev by the rule in its card); ``rank1-0.5b-wise`` from 2026-12-02, ``rank1-0.5b-labels-v3``
+before it."""
 
 
 @dataclass(frozen=True)

@@ -70,21 +70,22 @@ class Student:
 
 
 STUDENTS: dict[str, Student] = {s.name: s for s in (
-    Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
-            sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
-            description="the default: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
-                        "on dev); direct mode; rank1-0.5b-neg2h explains its picks; see its card",
-            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg2h"),
     Student("rank1-0.5b-neg3", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="35f29970d6ab54b427d94078ef61e166d8dd94e270cb1757505dc3d1373f824a",
-            description="v3 continued on negation/exclusion contrast and statement pairs with a 30% CondaQA "
-                        "hold-out: direct mode (best on the clean dev pairs); its reasoning rule is being chosen",
+            description="the default: v3 continued on negation/exclusion contrast and statement pairs (30% CondaQA "
+                        "hold-out); direct mode (blend 1, chosen on dev: reasoning explains, it does not rescore); "
+                        "writes its own traces; see its card",
             mode="direct", fusion_weight=0.0, direct_blend=1.0),
+    Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
+            sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
+            description="the default until 2026-12-04: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
+                        "on dev); direct mode; rank1-0.5b-neg3 explains its picks; see its card",
+            mode="direct", fusion_weight=0.0, direct_blend=1.0, explainer="rank1-0.5b-neg3"),
     Student("rank1-0.5b-neg2h", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="c514195da2336967cabf8f8da0fdd5a8063d142b4e0594fa681521e99cc93f5e",
             description="rank1-0.5b-neg2s after a second round of its own label-agreeing traces at budget 128: "
-                        "reasoning mode, blended with its direct P(true) (b=0.25, chosen on dev); explains the "
-                        "default's picks",
+                        "reasoning mode, blended with its direct P(true) (b=0.25, chosen on dev); the "
+                        "explainer before neg3",
             mode="reasoning", fusion_weight=0.0, direct_blend=0.25),
     Student("rank1-0.5b-neg2s", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="6dc6599bfbf41b36d4dfed7e6a513e5cb30da702cbfc3cea970d14b992e5635a",

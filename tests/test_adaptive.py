@@ -104,23 +104,25 @@ def test_reasoning_with_a_direct_blend_is_the_cascade_over_every_pair() -> None:
     assert isinstance(blended, AdaptiveReranker) and blended._knobs[0] >= 10**6
     assert blended.deep.config.direct_blend == 0.0 and blended.direct.config.mode == "direct"
     assert blended.meta["direct_blend"] == 0.3 and "adaptive_top" not in blended.meta
-    # no blend and no explainer, no cascade (neg2h reasons itself; the default, rank1-0.5b-wise, recommends 1)
+    # no blend and no explainer, no cascade (neg2h reasons itself; the default, rank1-0.5b-neg3, recommends 1)
     assert not isinstance(Reranker(model="rank1-0.5b-neg2h", mode="reasoning", direct_blend=0.0, load=False),
                           AdaptiveReranker)
     assert isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
+    assert isinstance(Reranker(model="rank1-0.5b-wise", mode="reasoning", load=False), AdaptiveReranker)
 
 
 def test_a_student_with_an_explainer_has_it_reason() -> None:
-    """The default was not trained to reason: in reasoning and adaptive mode its explainer (its own loaded
-    model) writes the traces, named in the provenance; without a blend (v3) the cascade still hands it over."""
+    """wise (the default until 2026-12-04) was not trained to reason: in reasoning and adaptive mode its
+    explainer (its own loaded model) writes the traces, named in the provenance; without a blend (v3) the
+    cascade still hands it over."""
     from rank1.adaptive import AdaptiveReranker
     from rank1.reranker import Reranker
 
     for mode in ("reasoning", "adaptive"):
-        cascade = Reranker(mode=mode, load=False)
+        cascade = Reranker(model="rank1-0.5b-wise", mode=mode, load=False)
         assert isinstance(cascade, AdaptiveReranker) and cascade.direct.model_ref.name == "rank1-0.5b-wise"
-        assert cascade.deep.model_ref.name == "rank1-0.5b-neg2h" and cascade.deep._model is not cascade._model
-        assert cascade.meta["explainer"] == "rank1-0.5b-neg2h" and cascade.meta["model"] == "rank1-0.5b-wise"
+        assert cascade.deep.model_ref.name == "rank1-0.5b-neg3" and cascade.deep._model is not cascade._model
+        assert cascade.meta["explainer"] == "rank1-0.5b-neg3" and cascade.meta["model"] == "rank1-0.5b-wise"
         assert cascade.deep.config.direct_blend == 0.0 and cascade.config.direct_blend == 1.0
     v3 = Reranker(model="rank1-0.5b-labels-v3", mode="reasoning", load=False)
     assert isinstance(v3, AdaptiveReranker) and v3.deep.model_ref.name == "rank1-0.5b-reasoning"
@@ -171,8 +173,8 @@ def test_direct_blend_mixes_the_two_judgements_of_every_pair(smollm2_ref, sample
 
 @pytest.mark.slow
 def test_the_default_reasons_through_its_explainer() -> None:
-    """The real default in reasoning mode: its direct P(true) (blend 1), with neg2h's trace, not its own
-    degenerate one ("true true ...")."""
+    """The real default in reasoning mode: its direct P(true) (blend 1), with a trace (its own, neg3 explains
+    itself), not a degenerate one ("true true ...")."""
     from rank1.reranker import Reranker
 
     pair = ("what do fleas eat", "Adult fleas feed on the blood of mammals and birds; larvae eat organic debris.")

@@ -116,13 +116,14 @@ def test_reasoning_arms_refuse_a_model_that_reasons_through_its_explainer(capsys
     from rank1.models import DEFAULT_MODEL
     from rank1.students import explainer_for
 
-    explainer = explainer_for(DEFAULT_MODEL)
-    assert explainer != DEFAULT_MODEL
-    for parse, argv in ((ttc.parse, ["--model", DEFAULT_MODEL]), (negation.parse, ["--model", DEFAULT_MODEL])):
+    wise = "rank1-0.5b-wise"  # the default until 2026-12-04; the default now explains itself
+    explainer = explainer_for(wise)
+    assert explainer != wise and explainer_for(DEFAULT_MODEL) == DEFAULT_MODEL
+    for parse, argv in ((ttc.parse, ["--model", wise]), (negation.parse, ["--model", wise])):
         with pytest.raises(SystemExit) as stop:
             parse(argv)
         assert stop.value.code == 2 and f"name {explainer} for the reasoning arm" in capsys.readouterr().err
-    assert ttc.parse(["--direct-model", DEFAULT_MODEL]).reasoning_model == explainer
+    assert ttc.parse(["--direct-model", wise]).reasoning_model == explainer
     assert negation.parse(["--model", DEFAULT_MODEL, "--no-reasoning"]).model == DEFAULT_MODEL
 
 

@@ -61,14 +61,15 @@ def test_import_does_not_load_torch() -> None:
 
 
 def test_registry() -> None:
-    assert DEFAULT_MODEL == "rank1-0.5b-wise" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
+    assert DEFAULT_MODEL == "rank1-0.5b-neg3" and STUDENTS[DEFAULT_MODEL].base == "qwen2.5-coder-0.5b"
     from rank1.models import verify_student
     from rank1.students import explainer_for, recommended_settings
 
-    # the default judges in direct mode; rank1-0.5b-neg2h, trained on two rounds of its own correct negation
-    # traces, explains its picks and reasons with a quarter of its direct P(true) (the blend chosen on dev)
+    # the default judges in direct mode and explains its own picks (blend 1 chosen on dev); it also explains
+    # the previous default, wise; neg2h reasons with a quarter of its direct P(true) (the blend chosen on dev)
     assert recommended_settings(DEFAULT_MODEL) == ("direct", 0.0, 1.0)
-    assert explainer_for(DEFAULT_MODEL) == "rank1-0.5b-neg2h" == explainer_for("rank1-0.5b-neg2h")
+    assert explainer_for(DEFAULT_MODEL) == DEFAULT_MODEL == explainer_for("rank1-0.5b-wise")
+    assert explainer_for("rank1-0.5b-neg2h") == "rank1-0.5b-neg2h"
     assert recommended_settings("rank1-0.5b-neg2h") == ("reasoning", 0.0, 0.25)
     assert recommended_settings("rank1-0.5b-neg2s") == ("reasoning", 0.0, 0.5)
     explainer = explainer_for("rank1-0.5b-labels-v3")  # v3 judges in direct mode; a shipped student reasons for it
