@@ -6,6 +6,9 @@ Not a test. Each variant is a backend with its options:
   bfloat16     transformers, bfloat16 with float32 answers (what ``dtype=auto`` gives on CPUs with bf16 units; on
                an AVX2-only CPU torch emulates it, slowly).
   torch-int8   transformers, ``quantize=int8``: torch's dynamic int8 linear layers (per-tensor weights).
+  torch-int8-mixed
+               transformers, ``quantize=int8-mixed``: the same with per-channel weights, the MLP down projections
+               and the output layer in float32 (``--quantize int8-mixed``).
   ct2-int8     ctranslate2, ``compute_type=int8``: int8 weights per output channel (``--backend ctranslate2``).
   ov-int8      openvino, ``weight_format=int8``: NNCF int8 weights per output channel, activations quantized on the
                fly in groups of 32 (OpenVINO's CPU default; ``--backend openvino``).
@@ -36,8 +39,8 @@ Example::
     python -m benchmarks.quantized --parts quality --out benchmarks/results/quantized.json
     python -m benchmarks.quantized --parts speed --out benchmarks/results/quantized.json
     CT2_FORCE_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-        python -m benchmarks.quantized --parts speed --variants float32,torch-int8,ct2-int8 --speed-label avx2 \
-        --out benchmarks/results/quantized.json
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2 python -m benchmarks.quantized --parts speed \
+        --variants float32,torch-int8,torch-int8-mixed,ct2-int8 --speed-label avx2 --out benchmarks/results/quantized.json
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ from rank1.results import reweight
 from rank1.store import ScoreStore, default_store_path
 
 ISA_ENV = ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "ATEN_CPU_CAPABILITY",
-           "MKL_ENABLE_INSTRUCTIONS", "RANK1_CPU_DTYPE")
+           "MKL_ENABLE_INSTRUCTIONS", "FBGEMM_ENABLE_INSTRUCTIONS", "RANK1_CPU_DTYPE")
 """Environment variables that limit the instruction sets the libraries use (to time an AVX2-only CPU here).
+torch's dynamic int8 layers run on FBGEMM, which ``ATEN_CPU_CAPABILITY`` does not hold: it needs
+``FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` (rows timed before 2026-12-04 lack it, so their torch-int8 ran AVX-512 kernels).
 OpenVINO's own kernels honour ``OV_CPU_MAX_ISA`` only in builds with debug capabilities (release wheels up to
 2026.4 ignore it; its oneDNN part follows ``ONEDNN_MAX_CPU_ISA``), so an OpenVINO row held to AVX2 is partly
 held."""
@@ -68,6 +73,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "float32": ("transformers", {"dtype": "float32"}),
     "bfloat16": ("transformers", {"dtype": "bfloat16"}),
     "torch-int8": ("transformers", {"quantize": "int8"}),
+    "torch-int8-mixed": ("transformers", {"quantize": "int8-mixed"}),
     "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
     "ov-int8": ("openvino", {"weight_format": "int8"}),
     "ov-int4": ("openvino", {"weight_format": "int4"}),

@@ -26,8 +26,11 @@ from rank1.loading import ModelError, read_pretrained, torch_dtype_named
 from rank1.models import ModelRef, resolve_model
 from rank1.scoring import Judgement, p_true
 
-QUANTIZE = (None, "4bit", "8bit", "int8")
+QUANTIZE = (None, "4bit", "8bit", "int8", "int8-mixed")
 """The values of the ``quantize`` option."""
+
+TORCH_INT8 = ("int8", "int8-mixed")
+"""The ``quantize`` values run by torch's dynamic int8 linear layers (CPU, float32 activations)."""
 
 MIN_SHARED = 16
 """Direct mode shares a prompt head among candidates when it is at least this many tokens long."""
@@ -42,7 +45,9 @@ class TransformersOptions(BackendOptions):
             or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         quantize: ``None``; ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes; ``"int8"``: torch's
-            dynamic int8 linear layers (CPU only, float32 activations).
+            dynamic int8 linear layers (CPU only, float32 activations, one weight scale per tensor);
+            ``"int8-mixed"``: the same with one weight scale per output channel, and the MLP down projections
+            (whose inputs are too heavy-tailed for one activation scale per batch) kept in float32.
         share_prefix: Direct mode computes the prompt head that candidates share (instruction and query) once
             and reuses its KV cache for every passage (:mod:`rank1.backends.prefix`); the scores are the
             same within float tolerance, so it is not part of score-store keys.
@@ -57,9 +62,9 @@ class TransformersOptions(BackendOptions):
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be 4bit, 8bit or int8, not {self.quantize!r}")
-        if self.quantize == "int8" and (self.device != "cpu" or self.dtype not in ("auto", "float32")):
-            raise ValueError("quantize=int8 is for device cpu with dtype auto or float32")
+            raise ValueError(f"quantize must be 4bit, 8bit, int8 or int8-mixed, not {self.quantize!r}")
+        if self.quantize in TORCH_INT8 and (self.device != "cpu" or self.dtype not in ("auto", "float32")):
+            raise ValueError(f"quantize={self.quantize} is for device cpu with dtype auto or float32")
 
     def on_cpu(self) -> bool:
         """Whether the model runs on the CPU (``device="cpu"``)."""
@@ -67,11 +72,11 @@ class TransformersOptions(BackendOptions):
 
     def resolved_dtype(self) -> str:
         """``dtype`` with ``"auto"`` resolved for the device (float32 under int8)."""
-        return "float32" if self.quantize == "int8" else super().resolved_dtype()
+        return "float32" if self.quantize in TORCH_INT8 else super().resolved_dtype()
 
     def float32_answers(self) -> bool:
         """A bfloat16/float16 model reads its answers in float32 (int8 runs in float32 already)."""
-        return self.quantize != "int8" and super().float32_answers()
+        return self.quantize not in TORCH_INT8 and super().float32_answers()
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
@@ -84,8 +89,8 @@ def torch_dtype(dtype: str, device: str) -> Any:
 
 
 def _quantization(options: TransformersOptions) -> dict[str, Any]:
-    """The ``from_pretrained`` arguments of ``options.quantize`` (none for ``None`` and ``int8``)."""
-    if options.quantize in (None, "int8"):
+    """The ``from_pretrained`` arguments of ``options.quantize`` (none for ``None`` and torch's int8)."""
+    if options.quantize is None or options.quantize in TORCH_INT8:
         return {}
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
@@ -106,8 +111,8 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
         ref: A :class:`~rank1.models.ModelRef`, or a spec string that is resolved first.
         dtype: ``"auto"`` (:meth:`TransformersOptions.resolved_dtype`) or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes, ``"int8"`` (torch
-            dynamic int8 linear layers, CPU).
+        quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes, ``"int8"`` or
+            ``"int8-mixed"`` (torch dynamic int8 linear layers, CPU; :func:`int8_linear`).
         trust_remote_code: Passed to transformers; off unless asked for.
 
     Raises:
@@ -125,25 +130,38 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
         raise ModelError(str(err)) from err
     model, tokenizer = read_pretrained(ref.path, ref.name, trust_remote_code,
                                        dtype=torch_dtype(options.resolved_dtype(), device), **_quantization(options))
-    if quantize in (None, "int8"):
+    if quantize is None or quantize in TORCH_INT8:
         model = model.to(device)
-    if quantize == "int8":
-        model = int8_linear(model)
+    if quantize in TORCH_INT8:
+        model = int8_linear(model, mixed=quantize == "int8-mixed")
     model.eval()
     return model, tokenizer
 
 
-def int8_linear(model: Any) -> Any:
-    """``model`` with its linear layers replaced by torch's dynamic int8 ones (weights int8 per tensor,
-    activations quantized per batch; CPU)."""
+def int8_linear(model: Any, mixed: bool = False) -> Any:
+    """``model`` with its linear layers replaced by torch's dynamic int8 ones (CPU; fbgemm's kernels, which run
+    on AVX2): activations quantized on the fly with one scale per batch, weights int8.
+
+    Args:
+        model: A float32 causal LM.
+        mixed: ``False``: every linear layer, one weight scale per tensor (``quantize="int8"``). ``True``
+            (``quantize="int8-mixed"``): one weight scale per output channel, and the MLP down projections left
+            in float32: their inputs (the gated MLP activations) are heavy-tailed, so one scale per batch rounds
+            most of them away; the other layers' inputs come out of a norm or attention and quantize well
+            (``benchmarks/quantized.py``). The output layer stays float32 too: the answers are read from it.
+    """
     import warnings
 
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    spec: Any = {torch.nn.Linear}
+    if mixed:
+        spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) and not name.endswith("down_proj") and name != "lm_head"}
     with warnings.catch_warnings():  # torch marks its quantized tensors deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 class TransformersBackend(BaseBackend):

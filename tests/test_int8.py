@@ -1,0 +1,56 @@
+"""torch's dynamic int8 paths of the transformers backend (``quantize="int8"`` and ``"int8-mixed"``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rank1.backends import check_options
+from rank1.backends.transformers import TransformersOptions
+
+MIXED_TOLERANCE = 0.05
+"""Most mean |P(true) difference| of int8-mixed against float32 on the sample (smollm2-135m, direct mode; 0.017
+measured, per-tensor int8 0.029)."""
+
+
+def test_int8_mixed_is_a_cpu_float32_option() -> None:
+    options = check_options("transformers", {"quantize": "int8-mixed"})
+    assert options.resolved_dtype() == "float32" and not options.float32_answers()
+    for bad in ({"device": "cuda"}, {"dtype": "bfloat16"}):
+        with pytest.raises(ValueError, match="quantize=int8-mixed is for device cpu with dtype auto or float32"):
+            TransformersOptions(quantize="int8-mixed", **bad)
+
+
+@pytest.fixture(scope="module")
+def engines(smollm2_ref: Any) -> dict[str, Any]:
+    """smollm2-135m in float32 and through both int8 paths."""
+    from pathlib import Path
+
+    from rank1.reranker import Reranker
+
+    cache = str(Path(smollm2_ref.path).parent)
+    options = {"float32": {"dtype": "float32"}, "int8": {"quantize": "int8"}, "int8-mixed": {"quantize": "int8-mixed"}}
+    return {name: Reranker(model=smollm2_ref.name, cache_dir=cache, mode="direct", backend_options=o)
+            for name, o in options.items()}
+
+
+@pytest.mark.slow
+def test_int8_mixed_keeps_the_down_projections_and_the_output_layer_in_float32(engines: dict[str, Any]) -> None:
+    import torch
+
+    model = engines["int8-mixed"].backend.model
+    linear = {name: type(m) for name, m in model.named_modules() if "proj" in name or name == "lm_head"}
+    down = {name for name in linear if name.endswith("down_proj")}
+    assert down and all(linear[name] is torch.nn.Linear for name in down | {"lm_head"})
+    quantized = {name for name, kind in linear.items() if kind is not torch.nn.Linear}
+    assert quantized == set(linear) - down - {"lm_head"}
+    assert engines["int8-mixed"].store_settings.engine != engines["int8"].store_settings.engine
+    assert "quantize=int8-mixed" in engines["int8-mixed"].store_settings.engine
+
+
+@pytest.mark.slow
+def test_int8_mixed_scores_close_to_float32(engines: dict[str, Any], sample_pairs: list[tuple[str, str]]) -> None:
+    exact, mixed = ([j.score for j in engines[name].score(sample_pairs)] for name in ("float32", "int8-mixed"))
+    assert sum(abs(a - b) for a, b in zip(exact, mixed)) / len(exact) < MIXED_TOLERANCE
+    assert exact != mixed  # quantized for real
