@@ -322,6 +322,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "quantized-speed": quantized_speed,
     "ttc": lambda: ttc_report.table(result("ttc.json")),
     "ttc-neg2h": lambda: ttc_report.table(result("ttc_neg2h.json")),
+    "ttc-neg3": lambda: ttc_report.table(result("ttc_neg3.json")),
 }
 
 
