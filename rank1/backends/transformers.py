@@ -90,7 +90,7 @@ def torch_dtype(dtype: str, device: str) -> Any:
 
 def _quantization(options: TransformersOptions) -> dict[str, Any]:
     """The ``from_pretrained`` arguments of ``options.quantize`` (none for ``None`` and torch's int8)."""
-    if options.quantize is None or options.quantize in TORCH_INT8:
+    if options.quantize in (None, *TORCH_INT8):
         return {}
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("quantization needs bitsandbytes: pip install 'bitsandbytes>=0.45'")
@@ -128,9 +128,10 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
                                       quantize=quantize)
     except ValueError as err:
         raise ModelError(str(err)) from err
+    bitsandbytes = _quantization(options)  # bitsandbytes places the model itself (device_map)
     model, tokenizer = read_pretrained(ref.path, ref.name, trust_remote_code,
-                                       dtype=torch_dtype(options.resolved_dtype(), device), **_quantization(options))
-    if quantize is None or quantize in TORCH_INT8:
+                                       dtype=torch_dtype(options.resolved_dtype(), device), **bitsandbytes)
+    if not bitsandbytes:
         model = model.to(device)
     if quantize in TORCH_INT8:
         model = int8_linear(model, mixed=quantize == "int8-mixed")
