@@ -119,10 +119,18 @@ class AdaptiveReranker(Reranker):
         """Whether another model (this one's explainer) reasons for it, over its own loaded model."""
         return self.deep._model is not self._model
 
-    def _blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
-        """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``)."""
+    def select(self, scores: Sequence[float]) -> list[int]:
+        """Indices of the pairs of one query, given their direct P(true), that the reasoning stage re-judges
+        (every pair in reasoning mode; :func:`select_for_reasoning` with the adaptive knobs otherwise)."""
+        return select_for_reasoning(scores, *self._knobs)
+
+    def blend(self, reasoned: Judgement, direct: Judgement) -> Judgement:
+        """A reasoned pair's judgement: its reasoning, the score blended with the direct one (``direct_blend``),
+        and the reasoning's own P(true) beside it (``reasoned_score``)."""
         b = self.config.direct_blend
-        return reasoned._replace(score=blend_score(reasoned.score, direct.score, b)) if b else reasoned
+        if not b:
+            return reasoned
+        return reasoned._replace(score=blend_score(reasoned.score, direct.score, b), reasoned_score=reasoned.score)
 
     def judge(self, pairs: Sequence[tuple[str, str]], on_batch: Any = None) -> list[Judgement]:
         """:meth:`Reranker.judge` through the cascade (pairs with the same query text form one query's list)."""
@@ -141,11 +149,11 @@ class AdaptiveReranker(Reranker):
         chosen = sorted(
             members[k]
             for members in groups.values()
-            for k in select_for_reasoning([direct[i].score for i in members], *self._knobs)
+            for k in self.select([direct[i].score for i in members])
         )
         out = list(direct)
         for i, judgement in zip(chosen, judge(self.deep, [pairs[i] for i in chosen])):
-            out[i] = self._blend(judgement, direct[i])
+            out[i] = self.blend(judgement, direct[i])
         return out
 
     def rerank_run(
@@ -166,7 +174,7 @@ class AdaptiveReranker(Reranker):
         selected: dict[str, dict[str, float]] = {}
         for qid, docs in direct.run.items():
             judged = [d for d in docs if d.judgement is not None]
-            picks = select_for_reasoning([d.score for d in judged], *self._knobs)
+            picks = self.select([d.score for d in judged])
             selected[qid] = {judged[i].doc_id: run[qid][judged[i].doc_id] for i in picks}
         width = max((len(docs) for docs in selected.values()), default=0) or 1
         deep = self.deep.rerank_run(selected, corpus, topics, width, **jobs)
@@ -178,7 +186,7 @@ class AdaptiveReranker(Reranker):
         out = {}
         for qid, docs in direct.run.items():
             judged = [d for d in docs if d.judgement is not None]
-            final = [self._blend(reasoned[(qid, d.doc_id)], d.judgement) if (qid, d.doc_id) in reasoned
+            final = [self.blend(reasoned[(qid, d.doc_id)], d.judgement) if (qid, d.doc_id) in reasoned
                      else d.judgement for d in judged]
             stats.add(final)
             head = [(d.doc_id, run[qid][d.doc_id]) for d in judged]

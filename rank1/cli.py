@@ -184,7 +184,9 @@ def rerank(
               f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
               f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
               f"{backend} in {check_options(backend, options).dtype_summary()}"
-              + (f"; reasoning by {result.meta['explainer']}" if "explainer" in result.meta else ""),
+              + (f"; reasoning by {result.meta['explainer']}" if "explainer" in result.meta else "")
+              + (f"; {s.disagreements} traces reach the other verdict than their score (p_true_reasoned in the "
+                 "traces)" if s.disagreements else ""),
               soft_wrap=True, highlight=False)
 
 

@@ -22,7 +22,7 @@ from rank1.scoring import JUDGEMENT_FIELDS, NOT_JUDGED, Judgement
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:])
+COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:], "p_true_reasoned")
 """Columns of :func:`result_rows` and :func:`result_frame`."""
 
 MAX_HTML_ROWS = 50
@@ -70,7 +70,7 @@ def result_rows(result: ResultLike, judged_only: bool = False) -> list[dict[str,
         judged_only: Leave out the documents without a judgement.
 
     Returns:
-        Dicts with the keys of :data:`COLUMNS`.
+        Dicts with the keys of :data:`COLUMNS` (``p_true_reasoned`` only where the score is blended).
     """
     rows = []
     for qid, docs in result.run.items():
@@ -122,6 +122,8 @@ def result_html(result: ResultLike, max_rows: int = MAX_HTML_ROWS) -> str:
     cells = []
     for row in rows[:max_rows]:
         flags = " ".join(f for f in ("truncated", "fallback") if row[f])
+        if "p_true_reasoned" in row and (row["p_true_reasoned"] > 0.5) != (row["p_true"] > 0.5):
+            flags += f" reasoning disagrees (P(true) {row['p_true_reasoned']:.2f})"
         cells.append(
             "<tr>" + "".join(f"<td>{html.escape(str(row[k]))}</td>" for k in ("qid", "docid", "rank"))
             + f"<td>{row['score']:.4f}</td><td>{row['p_true']:.4f}</td><td>{html.escape(flags)}</td>"

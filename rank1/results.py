@@ -37,6 +37,8 @@ class RerankStats:
         truncated: Judgements of a truncated passage.
         fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
         generated_tokens: Reasoning tokens behind the judgements.
+        disagreements: Judgements whose score blends reasoning with direct mode and whose reasoning reached
+            the other side of 0.5 (:meth:`rank1.scoring.Judgement.disagrees`): the trace argues against the score.
         seconds: Wall-clock time of the job.
     """
 
@@ -47,6 +49,7 @@ class RerankStats:
     truncated: int = 0
     fallbacks: int = 0
     generated_tokens: int = 0
+    disagreements: int = 0
     seconds: float = 0.0
 
     def add(self, judgements: Sequence[Judgement]) -> None:
@@ -55,6 +58,7 @@ class RerankStats:
         self.truncated += sum(j.truncated for j in judgements)
         self.fallbacks += sum(j.fallback for j in judgements)
         self.generated_tokens += sum(j.generated_tokens for j in judgements)
+        self.disagreements += sum(j.disagrees() for j in judgements)
 
 
 @dataclass

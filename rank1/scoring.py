@@ -25,6 +25,11 @@ class Judgement(NamedTuple):
         truncated: The passage was cut to fit the token limit.
         fallback: The reasoning budget ran out before ``</think>``; the reasoning was cut back to its
             last sentence end, the block closed, and the answer read from there (Rank1's rule).
+        reasoned_score: Where ``score`` blends the P(true) read after the reasoning with the same model's
+            direct P(true) (``direct_blend`` > 0, e.g. the default model, which explains itself with blend 1:
+            its score is the direct one), the P(true) the reasoning itself reached; ``None`` otherwise.
+            Compare it with ``score`` to see whether the trace argues for the score (:meth:`disagrees`).
+            Not stored: the score store keeps each stage's own judgement.
     """
 
     score: float
@@ -32,6 +37,7 @@ class Judgement(NamedTuple):
     generated_tokens: int = 0
     truncated: bool = False
     fallback: bool = False
+    reasoned_score: float | None = None
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> "Judgement":
@@ -44,12 +50,25 @@ class Judgement(NamedTuple):
         return float(self.score), self.reasoning, int(self.generated_tokens), int(self.truncated), int(self.fallback)
 
     def details(self) -> dict[str, Any]:
-        """Every field but the score, by name (the score is shown as ``p_true`` beside a run's score)."""
-        return dict(zip(JUDGEMENT_FIELDS[1:], self[1:]))
+        """Every stored field but the score, by name (the score is shown as ``p_true`` beside a run's score),
+        and ``p_true_reasoned`` (:attr:`reasoned_score`) where the score is blended."""
+        out = dict(zip(JUDGEMENT_FIELDS[1:], self[1:]))
+        return out if self.reasoned_score is None else {**out, "p_true_reasoned": self.reasoned_score}
+
+    def disagrees(self) -> bool:
+        """Whether the reasoning reached the other side of 0.5 than the (blended) score: the trace argues
+        against the score it comes with. ``False`` where the score is not blended.
+
+        Example:
+            >>> Judgement(0.9, "The passage is about ...", 40, reasoned_score=0.2).disagrees()
+            True
+        """
+        return self.reasoned_score is not None and (self.reasoned_score > 0.5) != (self.score > 0.5)
 
 
-JUDGEMENT_FIELDS: tuple[str, ...] = Judgement._fields
-"""The fields of a :class:`Judgement`, in order: the columns of the score store, Ray rows and tables."""
+JUDGEMENT_FIELDS: tuple[str, ...] = Judgement._fields[:5]
+"""The stored fields of a :class:`Judgement`, in order: the columns of the score store, Ray rows and tables
+(``reasoned_score`` is derived from two stored judgements, never stored itself)."""
 
 NOT_JUDGED = Judgement(math.nan)
 """What tables show for a document below the depth: P(true) NaN, no reasoning, no flags."""

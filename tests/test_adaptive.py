@@ -165,6 +165,12 @@ def test_direct_blend_mixes_the_two_judgements_of_every_pair(smollm2_ref, sample
         for doc in docs:
             assert doc.judgement.reasoning == r[doc.doc_id].reasoning
             assert doc.judgement.score == pytest.approx(0.75 * r[doc.doc_id].score + 0.25 * d[doc.doc_id].score)
+            assert doc.judgement.reasoned_score == r[doc.doc_id].score  # the trace's own verdict, beside the score
+    traces = list(blended.traces())
+    assert all(t["p_true_reasoned"] == by_doc.judgement.reasoned_score
+               for t, by_doc in zip(traces, (x for docs in blended.run.values() for x in docs)))
+    assert blended.stats.disagreements == sum(x.judgement.disagrees() for docs in blended.run.values() for x in docs)
+    assert "p_true_reasoned" not in next(reasoning.traces())  # not blended: the score is the trace's verdict
     pairs = [(topics[q].full_text, corpus[d].full_text) for q in sorted(run) for d in sorted(run[q])]
     scored = base.replace(mode="reasoning", direct_blend=0.25).score(pairs)
     by_pair = {(q, d.doc_id): d.judgement.score for q, docs in blended.run.items() for d in docs}
@@ -182,4 +188,5 @@ def test_the_default_reasons_through_its_explainer() -> None:
         reasoned = reranker.score([pair])[0]
         direct = reranker.direct.score([pair])[0]
     assert reasoned.score == direct.score and reasoned.generated_tokens > 0
+    assert reasoned.reasoned_score is not None and reasoned.reasoned_score != direct.score
     assert reasoned.reasoning.strip() and "true true" not in reasoned.reasoning.lower()

@@ -38,7 +38,7 @@ def result() -> RerankResult:
         "q1": [RankedDoc("d2", 0.9, Judgement(0.9, "<script>alert(1)</script> & more", 12, truncated=True)),
                RankedDoc("d1", 0.2, Judgement(0.2, long, 256, fallback=True)),
                RankedDoc("d9", -1.0)],
-        "q2": [RankedDoc("d3", 0.5, Judgement(0.5))],
+        "q2": [RankedDoc("d3", 0.7, Judgement(0.7, "It does not answer.", 5, reasoned_score=0.1))],  # blended
     }
     stats = RerankStats(pairs=3, judged=3, truncated=1, fallbacks=1, generated_tokens=268, seconds=1.5)
     return RerankResult(run, stats, {"model": "m", "template": "rank1", "mode": "reasoning", "budget": 256})
@@ -47,12 +47,13 @@ def result() -> RerankResult:
 def test_to_pandas_has_one_row_per_document(result: RerankResult) -> None:
     frame = result.to_pandas()
     assert list(frame.columns) == ["qid", "docid", "rank", "score", "p_true", "reasoning", "generated_tokens",
-                                   "truncated", "fallback"]
+                                   "truncated", "fallback", "p_true_reasoned"]
     assert frame[["qid", "docid", "rank"]].values.tolist() == [["q1", "d2", 1], ["q1", "d1", 2], ["q1", "d9", 3],
                                                                ["q2", "d3", 1]]
     assert frame.p_true.iloc[0] == 0.9 and math.isnan(frame.p_true.iloc[2]) and frame.score.iloc[2] == -1.0
     assert frame.truncated.tolist() == [True, False, False, False]
     assert frame.fallback.tolist() == [False, True, False, False]
+    assert frame.p_true_reasoned.iloc[3] == 0.1 and frame.p_true_reasoned.iloc[:3].isna().all()
     assert result.to_pandas(judged_only=True).docid.tolist() == ["d2", "d1", "d3"]
     assert result_frame(result).equals(frame)
 
@@ -65,6 +66,7 @@ def test_html_escapes_and_folds_reasoning(result: RerankResult) -> None:
     assert "d9" not in page  # below the depth: no judgement, not in the table
     assert "truncated" in page and "fallback" in page and "mode=reasoning" in page
     assert "0.9000" in page and "3 judged pairs" in page
+    assert page.count("reasoning disagrees") == 1 and "reasoning disagrees (P(true) 0.10)" in page
 
 
 def test_html_caps_rows(result: RerankResult) -> None:

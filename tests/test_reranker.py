@@ -128,6 +128,16 @@ def test_scoring_helpers() -> None:
     assert cut_to_last_sentence("no end") == "no end"
 
 
+def test_a_blended_judgement_carries_its_reasonings_verdict() -> None:
+    from rank1.scoring import JUDGEMENT_FIELDS, Judgement
+
+    plain, blended = Judgement(0.8, "why", 9), Judgement(0.8, "why", 9, reasoned_score=0.3)
+    assert "p_true_reasoned" not in plain.details() and not plain.disagrees()
+    assert blended.details() == {**plain.details(), "p_true_reasoned": 0.3} and blended.disagrees()
+    assert not blended._replace(reasoned_score=0.6).disagrees()
+    assert blended.to_values() == plain.to_values() and len(JUDGEMENT_FIELDS) == 5  # stored fields only
+
+
 def test_quantized_4bit_backend_on_a_second_model(smollm2_ref) -> None:
     """bitsandbytes nf4 loads on CPU and the whole path runs on another tokenizer (SmolLM2)."""
     from rank1.reranker import Reranker

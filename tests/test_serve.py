@@ -415,3 +415,28 @@ def test_benchmark_script_runs(smollm2_ref: Any, tmp_path: Path) -> None:
     assert report["pairs"] == 4 and report["requests"] == 2 and len(report["batch_runs"]) == 3
     assert [row["clients"] for row in report["served"]] == [1, 2]
     assert all(row["p50_ms"] <= row["p95_ms"] and row["max_abs_score_diff"] < 1e-4 for row in report["served"])
+
+
+@pytest.mark.slow
+def test_the_default_served_in_reasoning_mode_explains_its_direct_score(tmp_path: Path) -> None:
+    """The default model (neg3, blend 1) in a reasoning request: the score is its direct P(true), each result
+    carries the reasoning's own P(true), and the store keeps each stage's judgement (never the blend) under its
+    own key, as ``rank1 rerank`` does."""
+    from rank1.reranker import Reranker
+    from rank1.store import ScoreStore
+
+    path = tmp_path / "scores.sqlite"
+    with Reranker(mode="direct", batch_size=2) as reranker:
+        with BackgroundServer(reranker, ServeConfig(port=0, log_level="warning", store=path)) as server:
+            with httpx.Client(base_url=server.url, timeout=300) as c:
+                body = c.post("/v1/rerank", json={"query": SKY, "documents": DOCS[:2], "mode": "reasoning",
+                                                  "budget": 12, "return_reasoning": True}).json()
+        stages = {m: reranker.replace(mode=m, budget=12, direct_blend=0.0).store_settings
+                  for m in ("direct", "reasoning")}
+    assert stages["direct"].mode == "direct" and stages["reasoning"].mode == "reasoning"
+    with ScoreStore(path) as store:
+        for r in body["results"]:
+            direct, reasoned = (store.get_many([stages[m].key(SKY, DOCS[r["index"]])]).popitem()[1]
+                                for m in ("direct", "reasoning"))
+            assert r["relevance_score"] == direct.score and r["reasoning_relevance_score"] == reasoned.score
+            assert r["reasoning"] == reasoned.reasoning and reasoned.generated_tokens == r["generated_tokens"] > 0

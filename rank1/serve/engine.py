@@ -4,8 +4,11 @@ Everything here runs on the service's single worker thread (the model is not thr
 connection belongs to the thread that opened it). A batch holds the jobs of several requests; its pairs
 are grouped by judging settings, deduplicated, looked up in the store, and the missing ones judged in one
 :meth:`Reranker.score` call per group and stored (one transaction per group, so a shutdown never leaves
-half a batch written). Adaptive jobs run the cascade of :mod:`rank1.adaptive` across the whole batch:
-direct for every pair, then reasoning for the pairs it selects in each request.
+half a batch written). Jobs whose reranker is a cascade (:class:`rank1.adaptive.AdaptiveReranker`: adaptive mode,
+and reasoning mode where the model's score blends reasoning with direct mode, as the default's does, or where
+its explainer reasons) run it across the whole batch: direct for every pair, then reasoning (by the explainer,
+if any) for the pairs it selects in each request, blended as the cascade blends; each stage is stored under
+its own settings, never the blend.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from rank1.adaptive import select_for_reasoning
+from rank1.adaptive import AdaptiveReranker
 from rank1.scoring import Judgement
 from rank1.store import ScoreStore, StoreKey, StoreSettings
 
@@ -33,10 +36,6 @@ class JudgeSpec:
     mode: str
     budget: int
     max_tokens: int
-
-    def stage(self, mode: str) -> "JudgeSpec":
-        """The same settings in another mode (the stages of an adaptive job)."""
-        return JudgeSpec(mode, self.budget, self.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -100,23 +99,24 @@ class ScoringEngine:
 
     def run(self, jobs: Sequence[Job]) -> list[JobResult]:
         """Judge a batch of jobs; one result per job, in order."""
-        first = [(job.spec.stage("direct") if job.spec.mode == "adaptive" else job.spec, list(job.passages))
-                 for job in jobs]
-        judged, reused = self._judge([(spec, job.query, ps) for job, (spec, ps) in zip(jobs, first)])
-        deep_jobs = [i for i, job in enumerate(jobs) if job.spec.mode == "adaptive"]
-        if deep_jobs:
-            top, band = self.reranker.config.adaptive_top, self.reranker.config.adaptive_band
-            picks = {i: select_for_reasoning([j.score for j in judged[i]], top, band) for i in deep_jobs}
-            deep, deep_reused = self._judge([(jobs[i].spec.stage("reasoning"), jobs[i].query,
-                                              [jobs[i].passages[k] for k in picks[i]]) for i in deep_jobs])
-            for i, again, flags in zip(deep_jobs, deep, deep_reused):
+        rerankers = [self._reranker(job.spec) for job in jobs]
+        cascades = {i: r for i, r in enumerate(rerankers) if isinstance(r, AdaptiveReranker)}
+        judged, reused = self._judge([(cascades[i].direct if i in cascades else r, job.query, list(job.passages))
+                                      for i, (job, r) in enumerate(zip(jobs, rerankers))])
+        if cascades:
+            picks = {i: r.select([j.score for j in judged[i]]) for i, r in cascades.items()}
+            deep, deep_reused = self._judge([(r.deep, jobs[i].query, [jobs[i].passages[k] for k in picks[i]])
+                                             for i, r in cascades.items()])
+            for (i, r), again, flags in zip(cascades.items(), deep, deep_reused):
                 for k, judgement, flag in zip(picks[i], again, flags):
-                    judged[i][k], reused[i][k] = judgement, flag
+                    judged[i][k], reused[i][k] = r.blend(judgement, judged[i][k]), flag
         return [JobResult(j, sum(r), self._tokens(job)) for job, j, r in zip(jobs, judged, reused)]
 
-    def _judge(self, work: Sequence[tuple[JudgeSpec, str, list[str]]]
+    def _judge(self, work: Sequence[tuple["Reranker", str, list[str]]]
                ) -> tuple[list[list[Judgement]], list[list[bool]]]:
-        """Judgements for ``(spec, query, passages)`` items, and for each whether it was not judged now.
+        """Judgements for ``(reranker, query, passages)`` items (each reranker one stage: direct or reasoning,
+        never a cascade, so that the store keeps each stage's own judgement), and for each whether it was not
+        judged now.
 
         Pairs are grouped by store settings and deduplicated by store key; each group's missing pairs are
         judged in one :meth:`Reranker.score` call and stored in one transaction. A pair judged now counts
@@ -124,8 +124,7 @@ class ScoringEngine:
         """
         keys: list[list[StoreKey]] = []
         groups: dict[StoreSettings, tuple["Reranker", dict[StoreKey, tuple[str, str]]]] = {}
-        for spec, query, passages in work:
-            reranker = self._reranker(spec)
+        for reranker, query, passages in work:
             settings = reranker.store_settings  # equal for specs that judge alike (a direct one's budget)
             keys.append([settings.key(query, p) for p in passages])
             _, group = groups.setdefault(settings, (reranker, {}))

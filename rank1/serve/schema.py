@@ -6,7 +6,8 @@ Request: ``{model, query, documents: [str | {text, ...}], top_n, return_document
 Response: ``{id, model, results: [{index, relevance_score, document?}], usage, meta}`` where ``usage`` is
 vLLM's (``prompt_tokens``, ``total_tokens``) and ``meta`` Cohere's (``billed_units.search_units``,
 ``tokens``, ``warnings``); every result adds ``truncated`` and ``fallback`` (and ``reasoning`` when asked
-for), the response adds ``mode``, ``budget``, ``max_tokens_per_doc`` and ``cached``.
+for, with ``reasoning_relevance_score``, the P(true) the reasoning reached, where the score blends it with direct
+mode: the default model's reasoning explains a direct score), the response adds ``mode``, ``budget``, ``max_tokens_per_doc`` and ``cached``.
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ def rerank_response(request: RerankRequest, spec: JudgeSpec, result: JobResult, 
         if request.return_reasoning:
             item["reasoning"] = judgement.reasoning
             item["generated_tokens"] = judgement.generated_tokens
+            if judgement.reasoned_score is not None:  # the score blends the reasoning's verdict with direct mode
+                item["reasoning_relevance_score"] = judgement.reasoned_score
         results.append(item)
     output = sum(j.generated_tokens for j in result.judgements)
     meta: dict[str, Any] = {
