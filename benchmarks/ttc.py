@@ -242,8 +242,9 @@ class Curve:
         else:
             judgements = lookup(self.deep(point.budget), coll, self.store)
             stats = ttc_stats.judgement_stats(list(judgements.values()))
+            extra = ttc_stats.direct_agreement(judgements, direct)
             if point.budget != self.max_budget:
-                extra = ttc_stats.agreement(judgements, lookup(self.deep(self.max_budget), coll, self.store))
+                extra.update(ttc_stats.agreement(judgements, lookup(self.deep(self.max_budget), coll, self.store)))
         values = ttc_stats.quality(coll, judgements)
         ident = self.ident(coll.name, point)
         self.cached.setdefault(ident, len(judgements))

@@ -8,7 +8,7 @@ from typing import Any
 from benchmarks.ttc_data import NAMES
 
 COLUMNS = ("collection", "point", "models", "coverage", "quality [95% CI]", "Δ vs direct [95% CI]",
-           "tokens/pair", "pairs/s", "fallback", "closed </think>", "agrees with max budget")
+           "tokens/pair", "pairs/s", "fallback", "closed </think>", "agrees with max budget", "agrees with direct")
 MARKERS = {"direct": "D", "reasoning": "o-", "adaptive": "s"}
 
 
@@ -42,7 +42,8 @@ def table_row(r: dict[str, Any]) -> list[str]:
             "–" if r["gen_tokens_per_pair"] is None else f"{r['gen_tokens_per_pair']:.1f}", speed,
             _share(r.get("fallback_share")) if reasoning else "–",
             _share(r.get("closed_think_share")) if reasoning else "–",
-            _share(agree) + forced if agree is not None else "–"]
+            _share(agree) + forced if agree is not None else "–",
+            _share(r.get("agree_with_direct")) if reasoning else "–"]
 
 
 def table(report: dict[str, Any]) -> str:

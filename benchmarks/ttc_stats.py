@@ -118,19 +118,29 @@ def judgement_stats(judgements: Sequence[Judgement], pairs: int | None = None) -
             "closed_think_share": round(1 - fallbacks / n, 4) if n else None}
 
 
+def _same_verdict(judgements: Mapping[Pair, Judgement], reference: Mapping[Pair, Judgement],
+                  pairs: Sequence[Pair]) -> float | None:
+    """The share of ``pairs`` whose true/false decision (P(true) > 0.5) is the same in both (None: no pairs)."""
+    same = sum((judgements[p].score > 0.5) == (reference[p].score > 0.5) for p in pairs)
+    return round(same / len(pairs), 4) if pairs else None
+
+
 def agreement(judgements: Mapping[Pair, Judgement], reference: Mapping[Pair, Judgement]) -> dict[str, Any]:
     """Budget forcing against the largest budget: whether the true/false decision (P(true) > 0.5) agrees with
     ``reference``'s, over the pairs judged at both; and the same over the pairs whose answer was forced here
     (fallback) while the reference closed ``</think>`` itself (the unconstrained answer)."""
     both = [p for p in judgements if p in reference]
     forced = [p for p in both if judgements[p].fallback and not reference[p].fallback]
+    return {"agree_with_max_budget": _same_verdict(judgements, reference, both), "pairs_at_both": len(both),
+            "forced_agree_with_unforced": _same_verdict(judgements, reference, forced), "forced_pairs": len(forced)}
 
-    def share(pairs: list[Pair]) -> float | None:
-        same = sum((judgements[p].score > 0.5) == (reference[p].score > 0.5) for p in pairs)
-        return round(same / len(pairs), 4) if pairs else None
 
-    return {"agree_with_max_budget": share(both), "pairs_at_both": len(both),
-            "forced_agree_with_unforced": share(forced), "forced_pairs": len(forced)}
+def direct_agreement(judgements: Mapping[Pair, Judgement], direct: Mapping[Pair, Judgement]) -> dict[str, Any]:
+    """Whether the reasoning's verdict (P(true) > 0.5 after reasoning) is the direct score's, over the pairs
+    judged both ways: with blend 1 (the default) the direct score is the one shown and the reasoning its
+    explanation, so this is the share of traces that argue for the score they come with."""
+    both = [p for p in judgements if p in direct]
+    return {"agree_with_direct": _same_verdict(judgements, direct, both), "pairs_with_direct": len(both)}
 
 
 def choose(grid: Sequence[dict[str, Any]], tolerance: float) -> dict[str, Any]:

@@ -100,6 +100,8 @@ def test_judgement_stats_and_budget_forcing() -> None:
     large = {("q", "a"): J(0.8, 50), ("q", "b"): J(0.3, 90), ("q", "c"): J(0.2, 3)}
     assert ttc_stats.agreement(small, large) == {"agree_with_max_budget": 0.6667, "pairs_at_both": 3,
                                                  "forced_agree_with_unforced": 0.5, "forced_pairs": 2}
+    direct = {("q", "a"): J(0.7), ("q", "b"): J(0.55), ("q", "c"): J(0.6)}  # the reasoning says no to c
+    assert ttc_stats.direct_agreement(large, direct) == {"agree_with_direct": 0.3333, "pairs_with_direct": 3}
 
 
 def test_policy_chosen_on_dev_is_the_cheapest_within_tolerance(toy: Collection) -> None:
@@ -158,7 +160,7 @@ def _row(point: str, mode: str, budget: int, quality: float, tokens: float, **ex
 def test_table_and_plot(tmp_path: Path) -> None:
     report = {"collections": {"dl19": {"bm25": {"quality": 0.5, "ci95": [0.45, 0.55]}}}, "rows": [
         _row("b32", "reasoning", 32, 0.55, 30.0, fallback_share=0.25, closed_think_share=0.75,
-             agree_with_max_budget=0.8, forced_pairs=2, forced_agree_with_unforced=0.5,
+             agree_with_max_budget=0.8, forced_pairs=2, forced_agree_with_unforced=0.5, agree_with_direct=0.6,
              diff_vs_direct={"diff": 0.05, "ci95": [0.0, 0.1]}),
         _row("direct", "direct", 0, 0.5, 0.0, diff_vs_direct=None),
         _row("adaptive", "adaptive", 32, 0.56, 6.0, reasoned_share=0.2, diff_vs_direct=None)]}
@@ -166,5 +168,6 @@ def test_table_and_plot(tmp_path: Path) -> None:
     assert len(text) == 2 + 1 + 3 and text[2].startswith("| dl19 (nDCG@10) | BM25 |")
     assert [line.split(" | ")[1] for line in text[3:]] == ["direct", "adaptive (20% reasoned)", "b32"]
     assert "5/10" in text[5] and "80% (forced: 50%)" in text[5] and "0.5500 [0.500, 0.600]" in text[5]
+    assert text[5].endswith("| 60% |") and text[3].endswith("| – |")  # the trace's verdict against direct mode
     plot(report, tmp_path / "ttc.png")
     assert (tmp_path / "ttc.png").stat().st_size > 0
