@@ -22,6 +22,24 @@ def test_int8_mixed_is_a_cpu_float32_option() -> None:
             TransformersOptions(quantize="int8-mixed", **bad)
 
 
+def test_int8_linear_leaves_the_named_layers_in_float32() -> None:
+    import torch
+
+    from rank1.backends.transformers import MIXED_FLOAT, int8_linear
+
+    block = torch.nn.ModuleDict({name: torch.nn.Linear(8, 8) for name in ("q_proj", "o_proj", "down_proj")})
+    model = torch.nn.ModuleDict({"layer": block, "lm_head": torch.nn.Linear(8, 4)})
+
+    def float_layers(m: Any) -> set[str]:
+        return {name for name, module in m.named_modules() if type(module) is torch.nn.Linear}
+
+    assert float_layers(int8_linear(model)) == set()
+    assert float_layers(int8_linear(model, mixed=True)) == {"layer.down_proj", "lm_head"}
+    assert MIXED_FLOAT == ("down_proj", "lm_head")
+    assert float_layers(int8_linear(model, mixed=True, keep_float=("o_proj",))) == {"layer.o_proj"}
+    assert float_layers(model) == {"layer.q_proj", "layer.o_proj", "layer.down_proj", "lm_head"}  # a copy
+
+
 @pytest.fixture(scope="module")
 def engines(smollm2_ref: Any) -> dict[str, Any]:
     """smollm2-135m in float32 and through both int8 paths."""

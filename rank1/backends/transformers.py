@@ -30,6 +30,9 @@ QUANTIZE = (None, "4bit", "8bit", "int8", "int8-mixed")
 """The values of the ``quantize`` option."""
 
 TORCH_INT8 = ("int8", "int8-mixed")
+MIXED_FLOAT = ("down_proj", "lm_head")
+"""The linear layers ``quantize="int8-mixed"`` keeps in float32 (name suffixes), chosen on the MS MARCO dev split
+(``benchmarks/int8_layers.py``)."""
 """The ``quantize`` values run by torch's dynamic int8 linear layers (CPU, float32 activations)."""
 
 MIN_SHARED = 16
@@ -139,17 +142,19 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
     return model, tokenizer
 
 
-def int8_linear(model: Any, mixed: bool = False) -> Any:
+def int8_linear(model: Any, mixed: bool = False, keep_float: tuple[str, ...] = MIXED_FLOAT) -> Any:
     """``model`` with its linear layers replaced by torch's dynamic int8 ones (CPU; fbgemm's kernels, which run
     on AVX2): activations quantized on the fly with one scale per batch, weights int8.
 
     Args:
         model: A float32 causal LM.
         mixed: ``False``: every linear layer, one weight scale per tensor (``quantize="int8"``). ``True``
-            (``quantize="int8-mixed"``): one weight scale per output channel, and the MLP down projections left
-            in float32: their inputs (the gated MLP activations) are heavy-tailed, so one scale per batch rounds
-            most of them away; the other layers' inputs come out of a norm or attention and quantize well
-            (``benchmarks/quantized.py``). The output layer stays float32 too: the answers are read from it.
+            (``quantize="int8-mixed"``): one weight scale per output channel, and the layers named in
+            ``keep_float`` left in float32.
+        keep_float: Name suffixes of the linear layers ``mixed`` leaves in float32. The default
+            (:data:`MIXED_FLOAT`): the MLP down projections, whose inputs (the gated MLP activations) are
+            heavy-tailed, so one scale per batch rounds most of them away (the other layers' inputs come out
+            of a norm or attention and quantize well), and the output layer the answers are read from.
     """
     import warnings
 
@@ -159,7 +164,7 @@ def int8_linear(model: Any, mixed: bool = False) -> Any:
     spec: Any = {torch.nn.Linear}
     if mixed:
         spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                if isinstance(module, torch.nn.Linear) and not name.endswith("down_proj") and name != "lm_head"}
+                if isinstance(module, torch.nn.Linear) and not name.endswith(keep_float)}
     with warnings.catch_warnings():  # torch marks its quantized tensors deprecated in favour of torchao
         warnings.simplefilter("ignore")
         return quantize_dynamic(model, spec, dtype=torch.qint8)

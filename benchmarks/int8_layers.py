@@ -1,0 +1,115 @@
+"""Which linear layers ``--quantize int8-mixed`` keeps in float32, chosen on the MS MARCO dev split (issue 34).
+
+Not a test. torch's dynamic int8 layers quantize each layer's input with one scale per batch; layers whose
+inputs are heavy-tailed lose most of their values to rounding. Each candidate below quantizes the model's
+linear layers with one weight scale per output channel except the layers it names, which stay float32:
+
+  per-tensor          every linear layer, one weight scale per tensor (``--quantize int8``; nothing kept).
+  per-channel         every linear layer, one scale per output channel (nothing kept).
+  lm_head             the output layer kept (the answers are read from it).
+  down_proj+lm_head   the MLP down projections kept too (``--quantize int8-mixed``).
+  o_proj+down_proj+lm_head
+                      the attention output projections kept as well.
+  attention+down_proj+lm_head
+                      every attention projection kept as well: only the MLP gate and up projections are int8
+                      (58% of the linear weights of a Qwen2.5-0.5B block).
+
+The pairs are the held-out MS MARCO dev split's first ``--queries`` queries (with a labelled positive) x their
+BM25 top-20 (``benchmarks.student.msmarco_dev``), never a test collection. Per candidate: mean and largest
+|P(true) - float32's P(true)| over the pairs, the rank correlation with float32, and nDCG@10 of the dev
+queries with the paired difference to float32 (95% bootstrap interval, queries resampled). The model is loaded
+once in float32; each candidate quantizes a copy of it in place of the backend's model, so nothing else
+changes between rows. No score store: every candidate is judged afresh. Pairs/s are recorded with the
+instruction-set limits in force (``benchmarks.quantized.ISA_ENV``): run it held to AVX2 to time the laptop case.
+
+Example::
+
+    CT2_FORCE_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2 python -m benchmarks.int8_layers --out benchmarks/results/int8_layers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from benchmarks._common import header, write_json
+from benchmarks.quantized import ISA_ENV
+from benchmarks.student import bootstrap_ci, msmarco_dev, per_query
+from rank1.backends.transformers import MIXED_FLOAT, int8_linear
+from rank1.reranker import Reranker, RerankerConfig
+
+CANDIDATES: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "per-tensor": (False, ()),
+    "per-channel": (True, ()),
+    "lm_head": (True, ("lm_head",)),
+    "down_proj+lm_head": (True, MIXED_FLOAT),
+    "o_proj+down_proj+lm_head": (True, ("o_proj", *MIXED_FLOAT)),
+    "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", *MIXED_FLOAT)),
+}
+"""Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.transformers.int8_linear`."""
+
+
+def _rank_correlation(a: list[float], b: list[float]) -> float:
+    """Spearman's rho of two score lists (ties broken by position)."""
+    import numpy as np
+
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def judge(r: Reranker, c: dict[str, Any]) -> tuple[dict[tuple[str, str], float], float]:
+    """P(true) of every (query, passage) pair of ``c`` with the reranker's current model, and pairs/s."""
+    keys = [(q, d) for q, docs in c["run"].items() for d in sorted(docs)]
+    pairs = [(c["topics"][q].full_text, c["corpus"][d].full_text) for q, d in keys]
+    start = time.perf_counter()
+    judged = r.score(pairs)
+    seconds = time.perf_counter() - start
+    return {k: j.score for k, j in zip(keys, judged)}, len(pairs) / seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="default: rank1's default model")
+    ap.add_argument("--queries", type=int, default=16, help="dev queries (x their BM25 top-20)")
+    ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    c = msmarco_dev(args.queries)
+    settings = {"model": args.model} if args.model else {}
+    report: dict[str, Any] = {**header(), "queries": len(c["run"]), "pairs": sum(map(len, c["run"].values())),
+                              "isa_env": {k: v for k, v in os.environ.items() if k in ISA_ENV}, "candidates": {}}
+    with Reranker(RerankerConfig(fusion_weight=0.0, backend_options={"dtype": "float32"}, mode="direct",
+                                 batch_size=8, **settings)) as r:
+        report["model"] = r.meta["model"]
+        exact = r.backend.model  # float32; int8_linear quantizes a copy of it
+        reference, rate = judge(r, c)
+        exact_units = per_query({q: {d: reference[q, d] for d in docs} for q, docs in c["run"].items()}, c["qrels"])
+        report["float32"] = {"ndcg10": round(sum(exact_units.values()) / len(exact_units), 4),
+                             "pairs_per_second": round(rate, 3)}
+        print("float32", report["float32"], flush=True)
+        for name in args.candidates.split(","):
+            mixed, keep = CANDIDATES[name]
+            r.backend.model = int8_linear(exact, mixed=mixed, keep_float=keep)
+            scores, rate = judge(r, c)
+            r.backend.model = exact
+            keys = sorted(reference)
+            diffs = [abs(scores[k] - reference[k]) for k in keys]
+            units = per_query({q: {d: scores[q, d] for d in docs} for q, docs in c["run"].items()}, c["qrels"])
+            row = {"keep_float32": list(keep), "per_channel": mixed,
+                   "mean_abs_dp": round(sum(diffs) / len(diffs), 4), "max_abs_dp": round(max(diffs), 4),
+                   "rank_correlation": round(_rank_correlation([scores[k] for k in keys],
+                                                               [reference[k] for k in keys]), 4),
+                   "ndcg10": round(sum(units.values()) / len(units), 4),
+                   "diff_vs_float32": round(sum(units[q] - exact_units[q] for q in units) / len(units), 4),
+                   "diff_ci95_vs_float32": bootstrap_ci(units, exact_units), "pairs_per_second": round(rate, 3)}
+            report["candidates"][name] = row
+            print(name, row, flush=True)
+            write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    main()
