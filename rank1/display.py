@@ -122,7 +122,7 @@ def result_html(result: ResultLike, max_rows: int = MAX_HTML_ROWS) -> str:
     cells = []
     for row in rows[:max_rows]:
         flags = " ".join(f for f in ("truncated", "fallback") if row[f])
-        if "p_true_reasoned" in row and (row["p_true_reasoned"] > 0.5) != (row["p_true"] > 0.5):
+        if Judgement(row["p_true"], reasoned_score=row.get("p_true_reasoned")).disagrees():
             flags += f" reasoning disagrees (P(true) {row['p_true_reasoned']:.2f})"
         cells.append(
             "<tr>" + "".join(f"<td>{html.escape(str(row[k]))}</td>" for k in ("qid", "docid", "rank"))
