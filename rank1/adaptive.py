@@ -182,7 +182,7 @@ class AdaptiveReranker(Reranker):
 
         stats = RerankStats(empty=direct.stats.empty, seconds=direct.stats.seconds + deep.stats.seconds,
                             cached=direct.stats.cached + deep.stats.cached,
-                            judged=direct.stats.judged + deep.stats.judged)
+                            judged=direct.stats.judged + deep.stats.judged, restaged=deep.stats.pairs)
         out = {}
         for qid, docs in direct.run.items():
             judged = [d for d in docs if d.judgement is not None]

@@ -182,7 +182,9 @@ def rerank(
                   "judged documents of their query", soft_wrap=True, highlight=False, markup=False)
     out.print(f"wrote {out_path}: {s.pairs} pairs ({s.cached} from the cache, {s.judged} judged in {s.seconds:.1f} s, "
               f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
-              f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
+              + (f"{s.restaged} pairs judged again in reasoning mode after direct mode (both stages counted), "
+                 if s.restaged else "")
+              + f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
               f"{backend} in {check_options(backend, options).dtype_summary()}"
               + (f"; reasoning by {result.meta['explainer']}" if "explainer" in result.meta else "")
               + (f"; {s.disagreements} traces reach the other verdict than their score (p_true_reasoned in the "

@@ -31,8 +31,11 @@ class RerankStats:
 
     Attributes:
         pairs: Pairs with a judgement in the result (from the store or the model).
-        cached: Of those, the pairs whose judgement came from the score store.
-        judged: Pairs the model judged in this job (a pair occurring twice is judged once).
+        cached: Judgements read from the score store.
+        judged: Judgements the model made in this job (a pair occurring twice is judged once). A cascade
+            (adaptive mode, or reasoning blended with direct mode) judges a pair once per stage, so with
+            ``restaged`` pairs ``cached + judged`` can reach ``pairs + restaged``.
+        restaged: Pairs the cascade judged a second time, in reasoning mode, after direct mode.
         empty: Documents within the depth whose text is empty: not judged, ranked below the judged ones.
         truncated: Judgements of a truncated passage.
         fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
@@ -45,6 +48,7 @@ class RerankStats:
     pairs: int = 0
     cached: int = 0
     judged: int = 0
+    restaged: int = 0
     empty: int = 0
     truncated: int = 0
     fallbacks: int = 0

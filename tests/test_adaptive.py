@@ -87,7 +87,7 @@ def test_adaptive_reasons_on_the_head_only_and_keeps_the_rest_direct(smollm2_ref
             assert doc.judgement == expected
         assert [d.score for d in docs] == sorted((d.score for d in docs), reverse=True)
     assert adaptive.stats.generated_tokens < reasoning.stats.generated_tokens
-    assert adaptive.stats.judged == 2 * 4 + 2 * 1
+    assert adaptive.stats.judged == 2 * 4 + 2 * 1 and adaptive.stats.restaged == 2 * 1
     assert adaptive.meta["mode"] == "adaptive" and adaptive.meta["adaptive_top"] == 1
 
     pairs = [(topics[q].full_text, corpus[d].full_text) for q in sorted(run) for d in sorted(run[q])]
