@@ -111,12 +111,14 @@ def upsert(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
 
 
 def lookup(reranker: Reranker, coll: Collection, store: ScoreStore,
-           pairs: list[Pair] | None = None) -> dict[Pair, Judgement]:
-    """The stored judgements of ``coll``'s pairs (or of ``pairs``) under ``reranker``'s settings."""
+           pairs: list[Pair] | None = None, other_budgets: bool = True) -> dict[Pair, Judgement]:
+    """The stored judgements of ``coll``'s pairs (or of ``pairs``) under ``reranker``'s settings; with
+    ``other_budgets``, as the reranker reads them (a trace that stopped before another budget counts for this
+    one, :meth:`rank1.store.ScoreStore.get_many`)."""
     settings = reranker.store_settings
     keys = {p: settings.key(coll.topics[p[0]].full_text, coll.corpus[p[1]].full_text)
             for p in (coll.pairs if pairs is None else pairs)}
-    found = store.get_many(keys.values())
+    found = store.get_many(keys.values(), other_budgets=other_budgets and reranker.budget_free_prompts)
     return {p: found[k] for p, k in keys.items() if k in found}
 
 
@@ -243,6 +245,8 @@ class Curve:
             judgements = lookup(self.deep(point.budget), coll, self.store)
             stats = ttc_stats.judgement_stats(list(judgements.values()))
             extra = ttc_stats.direct_agreement(judgements, direct)
+            extra["from_other_budgets"] = len(judgements) - len(lookup(self.deep(point.budget), coll, self.store,
+                                                                       other_budgets=False))
             if point.budget != self.max_budget:
                 extra.update(ttc_stats.agreement(judgements, lookup(self.deep(self.max_budget), coll, self.store)))
         values = ttc_stats.quality(coll, judgements)

@@ -37,7 +37,8 @@ def table_row(r: dict[str, Any]) -> list[str]:
     agree = r.get("agree_with_max_budget")
     forced = f" (forced: {_share(r['forced_agree_with_unforced'])})" if r.get("forced_pairs") else ""
     reasoning = r["mode"] == "reasoning"
-    return [r["collection"], point, r["models"], f"{r['pairs_judged']}/{r['pairs_planned']}",
+    shared = f" ({r['from_other_budgets']} from another budget)" if r.get("from_other_budgets") else ""
+    return [r["collection"], point, r["models"], f"{r['pairs_judged']}/{r['pairs_planned']}{shared}",
             _ci(r["quality"], r["ci95"]), _ci(diff["diff"], diff["ci95"]) if diff else "–",
             "–" if r["gen_tokens_per_pair"] is None else f"{r['gen_tokens_per_pair']:.1f}", speed,
             _share(r.get("fallback_share")) if reasoning else "–",

@@ -201,6 +201,13 @@ class Reranker:
                              c.max_passage_tokens, engine)
 
     @property
+    def budget_free_prompts(self) -> bool:
+        """Reasoning mode on a backend whose prompts do not depend on the budget: the score store may then
+        answer a pair from its judgement at another budget (:meth:`rank1.store.ScoreStore.get_many`)."""
+        c = self.config
+        return c.mode == "reasoning" and not check_options(c.backend, c.backend_options).BUDGET_FITS_CONTEXT
+
+    @property
     def settings(self) -> JudgeSettings:
         """What the backend is asked to do, from the config and the template."""
         c = self.config
@@ -291,7 +298,7 @@ class Reranker:
             raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
         timer, stats = Stopwatch(), RerankStats()
         plans, keys, texts, stats.empty = _plan(run, corpus, topics, depth, self.store_settings)
-        found = store.get_many(texts) if store is not None else {}
+        found = store.get_many(texts, other_budgets=self.budget_free_prompts) if store is not None else {}
         missing = [k for k in texts if k not in found]
         engine = engine if engine is not None else LocalEngine()
         judgements = {**found, **engine.judge_chunks(self, missing, texts, store, size, progress)}

@@ -162,14 +162,32 @@ class ScoreStore:
         """Close the connection (committed rows are already on disk)."""
         self._conn.close()
 
-    def get_many(self, keys: Iterable[StoreKey]) -> dict[StoreKey, Judgement]:
-        """The stored judgements of those ``keys`` that are in the store."""
-        query = (f"SELECT {', '.join(_VALUE_COLUMNS)} FROM judgements WHERE "
-                 + " AND ".join(f"{c} = ?" for c in _KEY_COLUMNS))
+    def get_many(self, keys: Iterable[StoreKey], other_budgets: bool = False) -> dict[StoreKey, Judgement]:
+        """The stored judgements of those ``keys`` that are in the store.
+
+        Args:
+            keys: The keys to look up.
+            other_budgets: Also answer a reasoning key (budget above 0) from the same pair judged under the
+                same settings at another budget, where that reasoning stopped by itself (closed its block, or
+                ended, before its budget) after no more tokens than the key's budget. Greedy decoding then
+                writes the same tokens at any budget from that length up, so the judgement is the same: a
+                budget sweep only generates for the pairs that ran into a smaller budget. Only for engines
+                whose prompts do not depend on the budget (not where the budget's room in a fixed context
+                cuts the prompt: :attr:`rank1.backends.options.BackendOptions.BUDGET_FITS_CONTEXT`).
+        """
+        columns = ", ".join(_VALUE_COLUMNS)
+        query = f"SELECT {columns} FROM judgements WHERE " + " AND ".join(f"{c} = ?" for c in _KEY_COLUMNS)
+        others = (f"SELECT {columns} FROM judgements WHERE "
+                  + " AND ".join(f"{c} = ?" for c in _KEY_COLUMNS if c != "budget")
+                  + " AND budget != ? AND generated_tokens <= ? AND (fallback = 0 OR generated_tokens < budget)"
+                  " ORDER BY budget LIMIT 1")
         found: dict[StoreKey, Judgement] = {}
         try:
             for key in keys:
                 row = self._conn.execute(query, key).fetchone()
+                if row is None and other_budgets and key.budget > 0:
+                    rest = [v for c, v in zip(_KEY_COLUMNS, key) if c != "budget"]
+                    row = self._conn.execute(others, (*rest, key.budget, key.budget)).fetchone()
                 if row is not None:
                     found[key] = Judgement.from_values(row)
         except sqlite3.Error as err:

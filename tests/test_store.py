@@ -292,3 +292,28 @@ def test_cache_cli_exports_and_imports(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text("{}\n")
     done = runner.invoke(app, ["cache", "import", str(tmp_path / "bad.jsonl"), "--cache", str(tmp_path / "b.sqlite")])
     assert done.exit_code == 2 and "bad.jsonl:1: not an exported judgement" in done.output
+
+
+def test_a_reasoning_key_is_answered_from_another_budget_only_where_greedy_decoding_agrees(tmp_path: Path) -> None:
+    """A trace that stopped by itself before its budget is the trace at every budget from its length up."""
+    at = {b: dataclasses.replace(SETTINGS, mode="reasoning", budget=b) for b in (32, 64, 128, 512)}
+    closed = Judgement(0.9, "short", 40, False, False)  # closed its block after 40 tokens at budget 64
+    cut = Judgement(0.2, "long", 64, False, True)  # ran into budget 64: the fallback
+    ended = Judgement(0.4, "ended", 50, False, True)  # an end token after 50 tokens, before budget 512
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        store.put_many([(at[64].key("q", "closed"), closed), (at[64].key("q", "cut"), cut),
+                        (at[512].key("q", "ended"), ended)])
+        assert store.get_many([at[128].key("q", "closed")]) == {}  # only when asked
+        got = store.get_many([at[b].key("q", p) for b in (32, 128, 512) for p in ("closed", "cut", "ended")],
+                             other_budgets=True)
+        assert got == {at[128].key("q", "closed"): closed, at[512].key("q", "closed"): closed,
+                       at[128].key("q", "ended"): ended, at[512].key("q", "ended"): ended}
+        # and not below the trace's length, nor from a trace the budget cut
+        direct = SETTINGS.key("q", "closed")
+        assert store.get_many([direct], other_budgets=True) == {}
+
+
+def test_only_budget_free_prompts_reuse_other_budgets() -> None:
+    assert Reranker(model="rank1-0.5b-neg3", mode="reasoning", load=False).budget_free_prompts
+    assert not Reranker(model="rank1-0.5b-neg3", mode="direct", load=False).budget_free_prompts
+    assert not Reranker(model="rank1-0.5b-neg3", mode="reasoning", backend="vllm", load=False).budget_free_prompts

