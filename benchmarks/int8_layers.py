@@ -7,7 +7,8 @@ linear layers with one weight scale per output channel except the layers it name
   per-tensor          every linear layer, one weight scale per tensor (``--quantize int8``; nothing kept).
   per-channel         every linear layer, one scale per output channel (nothing kept).
   lm_head             the output layer kept (the answers are read from it).
-  down_proj+lm_head   the MLP down projections kept too (``--quantize int8-mixed``).
+  down_proj+lm_head   the MLP down projections kept too (``--quantize int8-mixed`` until 2026-12-04; since then
+                      its output layer is int8 for generation, the answers read from its float32 rows).
   o_proj+down_proj+lm_head
                       the attention output projections kept as well.
   attention+down_proj+lm_head
@@ -38,18 +39,20 @@ from typing import Any
 from benchmarks._common import header, write_json
 from benchmarks.quantized import ISA_ENV
 from benchmarks.student import bootstrap_ci, msmarco_dev, per_query
-from rank1.backends.transformers import MIXED_FLOAT, int8_linear
+from rank1.backends.transformers import int8_linear
 from rank1.reranker import Reranker, RerankerConfig
 
 CANDIDATES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "per-tensor": (False, ()),
     "per-channel": (True, ()),
     "lm_head": (True, ("lm_head",)),
-    "down_proj+lm_head": (True, MIXED_FLOAT),
-    "o_proj+down_proj+lm_head": (True, ("o_proj", *MIXED_FLOAT)),
-    "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", *MIXED_FLOAT)),
+    "down_proj+lm_head": (True, ("down_proj", "lm_head")),
+    "o_proj+down_proj+lm_head": (True, ("o_proj", "down_proj", "lm_head")),
+    "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj", "lm_head")),
 }
-"""Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.transformers.int8_linear`."""
+"""Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.transformers.int8_linear`. The answers are
+read from the model's own logits (the backend's float32 answer path belongs to the float32 model it loaded), so
+a candidate that quantizes the output layer reads them from its int8 rows."""
 
 
 def _rank_correlation(a: list[float], b: list[float]) -> float:
@@ -70,6 +73,11 @@ def judge(r: Reranker, c: dict[str, Any]) -> tuple[dict[tuple[str, str], float],
     return {k: j.score for k, j in zip(keys, judged)}, len(pairs) / seconds
 
 
+def ndcg_units(scores: dict[tuple[str, str], float], c: dict[str, Any]) -> dict[str, float]:
+    """Per-query nDCG@10 of the run of ``c`` reranked by ``scores``."""
+    return per_query({q: {d: scores[q, d] for d in docs} for q, docs in c["run"].items()}, c["qrels"])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: rank1's default model")
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         report["model"] = r.meta["model"]
         exact = r.backend.model  # float32; int8_linear quantizes a copy of it
         reference, rate = judge(r, c)
-        exact_units = per_query({q: {d: reference[q, d] for d in docs} for q, docs in c["run"].items()}, c["qrels"])
+        exact_units = ndcg_units(reference, c)
         report["float32"] = {"ndcg10": round(sum(exact_units.values()) / len(exact_units), 4),
                              "pairs_per_second": round(rate, 3)}
         print("float32", report["float32"], flush=True)
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             r.backend.model = exact
             keys = sorted(reference)
             diffs = [abs(scores[k] - reference[k]) for k in keys]
-            units = per_query({q: {d: scores[q, d] for d in docs} for q, docs in c["run"].items()}, c["qrels"])
+            units = ndcg_units(scores, c)
             row = {"keep_float32": list(keep), "per_channel": mixed,
                    "mean_abs_dp": round(sum(diffs) / len(diffs), 4), "max_abs_dp": round(max(diffs), 4),
                    "rank_correlation": round(_rank_correlation([scores[k] for k in keys],

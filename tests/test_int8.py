@@ -16,7 +16,8 @@ measured, per-tensor int8 0.029)."""
 
 def test_int8_mixed_is_a_cpu_float32_option() -> None:
     options = check_options("transformers", {"quantize": "int8-mixed"})
-    assert options.resolved_dtype() == "float32" and not options.float32_answers()
+    assert options.resolved_dtype() == "float32" and options.float32_answers()  # its output layer is int8
+    assert not check_options("transformers", {"quantize": "int8"}).float32_answers()
     for bad in ({"device": "cuda"}, {"dtype": "bfloat16"}):
         with pytest.raises(ValueError, match="quantize=int8-mixed is for device cpu with dtype auto or float32"):
             TransformersOptions(quantize="int8-mixed", **bad)
@@ -34,8 +35,8 @@ def test_int8_linear_leaves_the_named_layers_in_float32() -> None:
         return {name for name, module in m.named_modules() if type(module) is torch.nn.Linear}
 
     assert float_layers(int8_linear(model)) == set()
-    assert float_layers(int8_linear(model, mixed=True)) == {"layer.down_proj", "lm_head"}
-    assert MIXED_FLOAT == ("down_proj", "lm_head")
+    assert float_layers(int8_linear(model, mixed=True)) == {"layer.down_proj"}
+    assert MIXED_FLOAT == ("down_proj",)
     assert float_layers(int8_linear(model, mixed=True, keep_float=("o_proj",))) == {"layer.o_proj"}
     assert float_layers(model) == {"layer.q_proj", "layer.o_proj", "layer.down_proj", "lm_head"}  # a copy
 
@@ -54,17 +55,38 @@ def engines(smollm2_ref: Any) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_int8_mixed_keeps_the_down_projections_and_the_output_layer_in_float32(engines: dict[str, Any]) -> None:
+def test_int8_mixed_keeps_the_down_projections_and_the_answer_rows_in_float32(engines: dict[str, Any]) -> None:
     import torch
 
-    model = engines["int8-mixed"].backend.model
+    backend = engines["int8-mixed"].backend
+    model = backend.model
     linear = {name: type(m) for name, m in model.named_modules() if "proj" in name or name == "lm_head"}
     down = {name for name in linear if name.endswith("down_proj")}
-    assert down and all(linear[name] is torch.nn.Linear for name in down | {"lm_head"})
+    assert down and all(linear[name] is torch.nn.Linear for name in down)
     quantized = {name for name, kind in linear.items() if kind is not torch.nn.Linear}
-    assert quantized == set(linear) - down - {"lm_head"}
+    assert quantized == set(linear) - down and "lm_head" in quantized
+    assert backend.answers.active and model.lm_head.float_weight.dtype == torch.float32
     assert engines["int8-mixed"].store_settings.engine != engines["int8"].store_settings.engine
     assert "quantize=int8-mixed" in engines["int8-mixed"].store_settings.engine
+    assert "answers=float32" in engines["int8-mixed"].store_settings.engine  # not the float32-head judgements
+
+
+@pytest.mark.slow
+def test_int8_mixed_answers_equal_a_float32_output_layer(engines: dict[str, Any],
+                                                         sample_pairs: list[tuple[str, str]]) -> None:
+    """The int8 output layer only drives generation: direct scores are those of the same int8 body with the
+    output layer left in float32."""
+    from rank1.backends.transformers import int8_linear
+
+    exact = engines["float32"]
+    float_model = exact.backend.model
+    exact.backend.model = int8_linear(float_model, mixed=True, keep_float=("down_proj", "lm_head"))
+    try:
+        reference = [j.score for j in exact.score(sample_pairs)]
+    finally:
+        exact.backend.model = float_model
+    scores = [j.score for j in engines["int8-mixed"].score(sample_pairs)]
+    assert scores == pytest.approx(reference, abs=1e-5)
 
 
 @pytest.mark.slow

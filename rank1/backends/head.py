@@ -8,6 +8,9 @@ forward hook), the norm applied to it in float32, and the two answer rows of the
 That is two dot products per pair on top of the model's own work, and it leaves the rest of the model (and
 greedy decoding, which reads the full low-precision logits) as it was.
 
+The same path serves ``quantize="int8-mixed"``, whose output layer is int8 (it is read at every generated token,
+so its bytes set much of the reasoning speed) but keeps its float32 weight for the answer rows.
+
 A float32 model needs none of this: :class:`Float32Answers` is then inactive and the answer logits are read
 from the model's own output, as before.
 """
@@ -24,6 +27,21 @@ def final_norm(model: Any) -> Any | None:
     return getattr(body, "norm", None) if body is not None else None
 
 
+def _float_rows(head: Any) -> tuple[Any, Any]:
+    """``(weight, bias)`` to read the answers from in float32, or ``(None, None)`` where the model's own logits
+    are as good: the float32 weight an int8 output layer kept
+    (:func:`~rank1.backends.transformers.int8_linear`), or a plain linear layer's weight in a lower precision."""
+    import torch
+
+    if isinstance(getattr(head, "float_weight", None), torch.Tensor):
+        return head.float_weight, getattr(head, "float_bias", None)
+    weight = getattr(head, "weight", None)
+    if (isinstance(head, torch.nn.Linear) and isinstance(weight, torch.Tensor) and weight.is_floating_point()
+            and weight.dtype != torch.float32):
+        return weight, head.bias
+    return None, None
+
+
 class Float32Answers:
     """Recomputes the two answer logits of each row in float32 (module docstring).
 
@@ -34,19 +52,16 @@ class Float32Answers:
         model: A causal LM (``get_output_embeddings()``, a final norm at ``model.model.norm``).
 
     Attributes:
-        active: Whether the float32 path is used: the model computes in a lower precision, has a final norm
-            that accepts float32 input, and a plain linear output layer (not a quantized one).
+        active: Whether the float32 path is used: the model has a final norm and either computes in a lower
+            precision with a plain linear output layer, or has an int8 output layer that kept its float32
+            weight (``quantize="int8-mixed"``).
     """
 
     def __init__(self, model: Any) -> None:
-        import torch
-
         self.norm = final_norm(model)
         self.head = model.get_output_embeddings()
-        weight = getattr(self.head, "weight", None)
-        self.active = (self.norm is not None and isinstance(self.head, torch.nn.Linear)
-                       and isinstance(weight, torch.Tensor) and weight.dtype != torch.float32
-                       and weight.is_floating_point())
+        self._weight, self._bias = _float_rows(self.head)
+        self.active = self.norm is not None and self._weight is not None
         self._rows: dict[tuple[int, ...], Any] = {}
         self._last: Any = None
         self._hook = self.norm.register_forward_hook(self._capture) if self.active else None
@@ -64,10 +79,8 @@ class Float32Answers:
         """The output layer's rows (and bias) of ``ids`` in float32, computed once per pair of ids."""
         rows = self._rows.get(ids)
         if rows is None:
-            index = list(ids)
-            bias = self.head.bias
-            rows = self._rows[ids] = (self.head.weight[index].float(),
-                                      bias[index].float() if bias is not None else None)
+            index, bias = list(ids), self._bias
+            rows = self._rows[ids] = (self._weight[index].float(), bias[index].float() if bias is not None else None)
         return rows
 
     def logits(self, ids: tuple[int, ...], model_logits: Any) -> Any:

@@ -30,10 +30,11 @@ QUANTIZE = (None, "4bit", "8bit", "int8", "int8-mixed")
 """The values of the ``quantize`` option."""
 
 TORCH_INT8 = ("int8", "int8-mixed")
-MIXED_FLOAT = ("down_proj", "lm_head")
-"""The linear layers ``quantize="int8-mixed"`` keeps in float32 (name suffixes), chosen on the MS MARCO dev split
-(``benchmarks/int8_layers.py``)."""
 """The ``quantize`` values run by torch's dynamic int8 linear layers (CPU, float32 activations)."""
+MIXED_FLOAT = ("down_proj",)
+"""The linear layers ``quantize="int8-mixed"`` keeps in float32 (name suffixes), chosen on the MS MARCO dev split
+(``benchmarks/int8_layers.py``). Its output layer is int8 too, but the answers are read from its float32 rows
+(:class:`~rank1.backends.head.Float32Answers`)."""
 
 MIN_SHARED = 16
 """Direct mode shares a prompt head among candidates when it is at least this many tokens long."""
@@ -49,8 +50,9 @@ class TransformersOptions(BackendOptions):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         quantize: ``None``; ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes; ``"int8"``: torch's
             dynamic int8 linear layers (CPU only, float32 activations, one weight scale per tensor);
-            ``"int8-mixed"``: the same with one weight scale per output channel, and the MLP down projections
-            (whose inputs are too heavy-tailed for one activation scale per batch) kept in float32.
+            ``"int8-mixed"``: the same with one weight scale per output channel, the MLP down projections
+            (whose inputs are too heavy-tailed for one activation scale per batch) kept in float32, and the
+            answers read from the output layer's float32 rows (:func:`int8_linear`).
         share_prefix: Direct mode computes the prompt head that candidates share (instruction and query) once
             and reuses its KV cache for every passage (:mod:`rank1.backends.prefix`); the scores are the
             same within float tolerance, so it is not part of score-store keys.
@@ -78,8 +80,9 @@ class TransformersOptions(BackendOptions):
         return "float32" if self.quantize in TORCH_INT8 else super().resolved_dtype()
 
     def float32_answers(self) -> bool:
-        """A bfloat16/float16 model reads its answers in float32 (int8 runs in float32 already)."""
-        return self.quantize not in TORCH_INT8 and super().float32_answers()
+        """A bfloat16/float16 model reads its answers in float32, and so does ``int8-mixed``, whose output layer
+        is int8 (``int8`` reads them from its int8 output layer)."""
+        return self.quantize == "int8-mixed" or (self.quantize not in TORCH_INT8 and super().float32_answers())
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
@@ -154,7 +157,11 @@ def int8_linear(model: Any, mixed: bool = False, keep_float: tuple[str, ...] = M
         keep_float: Name suffixes of the linear layers ``mixed`` leaves in float32. The default
             (:data:`MIXED_FLOAT`): the MLP down projections, whose inputs (the gated MLP activations) are
             heavy-tailed, so one scale per batch rounds most of them away (the other layers' inputs come out
-            of a norm or attention and quantize well), and the output layer the answers are read from.
+            of a norm or attention and quantize well).
+
+    With ``mixed``, an int8 output layer keeps its float32 weight (and bias) as ``float_weight`` (``float_bias``):
+    the answers are read from those rows (:class:`~rank1.backends.head.Float32Answers`), while greedy decoding,
+    which reads every row at every generated token, gets the int8 ones (a quarter of the bytes).
     """
     import warnings
 
@@ -162,12 +169,21 @@ def int8_linear(model: Any, mixed: bool = False, keep_float: tuple[str, ...] = M
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     spec: Any = {torch.nn.Linear}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embeddings = model.get_input_embeddings() if head is not None else None
+    tied = embeddings is not None and head.weight is embeddings.weight
     if mixed:
         spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
                 if isinstance(module, torch.nn.Linear) and not name.endswith(keep_float)}
     with warnings.catch_warnings():  # torch marks its quantized tensors deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, spec, dtype=torch.qint8)
+        quantized = quantize_dynamic(model, spec, dtype=torch.qint8)
+    new_head = quantized.get_output_embeddings() if head is not None else None
+    if mixed and head is not None and not isinstance(new_head, torch.nn.Linear):
+        # tied: the copy's input embeddings are the same float32 rows (no second copy of them is kept)
+        new_head.float_weight = (quantized.get_input_embeddings().weight if tied else head.weight).detach()
+        new_head.float_bias = head.bias.detach() if head.bias is not None else None
+    return quantized
 
 
 class TransformersBackend(BaseBackend):
