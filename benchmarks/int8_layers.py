@@ -42,13 +42,16 @@ from benchmarks.student import bootstrap_ci, msmarco_dev, per_query
 from rank1.backends.transformers import int8_linear
 from rank1.reranker import Reranker, RerankerConfig
 
+DOWN_AND_HEAD = ("down_proj", "lm_head")
+"""``--quantize int8-mixed``'s float32 layers until 2026-12-04 (the candidates below are named after them)."""
+
 CANDIDATES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "per-tensor": (False, ()),
     "per-channel": (True, ()),
     "lm_head": (True, ("lm_head",)),
-    "down_proj+lm_head": (True, ("down_proj", "lm_head")),
-    "o_proj+down_proj+lm_head": (True, ("o_proj", "down_proj", "lm_head")),
-    "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj", "lm_head")),
+    "down_proj+lm_head": (True, DOWN_AND_HEAD),
+    "o_proj+down_proj+lm_head": (True, ("o_proj", *DOWN_AND_HEAD)),
+    "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", *DOWN_AND_HEAD)),
 }
 """Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.transformers.int8_linear`. The answers are
 read from the model's own logits (the backend's float32 answer path belongs to the float32 model it loaded), so
