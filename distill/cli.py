@@ -293,6 +293,38 @@ def unseen(
     body()
 
 
+@app.command("checkpoint-compact")
+def checkpoint_compact(
+    checkpoint: Path = typer.Argument(..., help="A `checkpoint-N` folder under a training run's OUT/checkpoints."),
+    out_path: Path = typer.Option(..., "--out", help="Parent folder; writes OUT/checkpoint-N (replaces older ones)."),
+) -> None:
+    """Shrink a training checkpoint to commit it: the adapter in bf16, Adam's moments dropped (they restart)."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.checkpoint import compact
+
+        typer.echo(str(compact(checkpoint, out_path)))
+
+    body()
+
+
+@app.command("checkpoint-restore")
+def checkpoint_restore(
+    compact_dir: Path = typer.Argument(..., help="A folder written by `rank1 distill checkpoint-compact`."),
+    out_path: Path = typer.Option(..., "--out", help="The training run's --out; rerun its command to resume."),
+) -> None:
+    """Put a compact checkpoint back under OUT/checkpoints, so the same training command resumes from it."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.checkpoint import restore
+
+        typer.echo(str(restore(compact_dir, out_path)))
+
+    body()
+
+
 @app.command()
 def export(
     adapter: Path = typer.Argument(..., help="Adapter folder from `rank1 distill train`."),
