@@ -230,13 +230,16 @@ def speed_cpu() -> str:
     return table(header, rows)
 
 
-def quantized() -> str:
+def quantized(file: str = "quantized.json", measured_only: bool = False) -> str:
     """Quantized CPU paths against the exact ones (benchmarks/quantized.py): quality and paired differences to
-    float32 (direct mode; speed: :func:`quantized_speed`)."""
-    report = result("quantized.json")
+    float32 (direct mode; speed: :func:`quantized_speed`); ``measured_only`` leaves out the variants without
+    quality rows (a run on another model that measured only a few)."""
+    report = result(file)
     rows = []
     for variant, v in report["variants"].items():
         quality = v.get("quality", {})
+        if measured_only and not quality:
+            continue
         cells = []
         for name in (*DL, "nevir"):
             q = quality.get(name)
@@ -319,6 +322,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "precision": precision,
     "speed-cpu": speed_cpu,
     "quantized": quantized,
+    "quantized-neg3": lambda: quantized("quantized_neg3.json", measured_only=True),
     "quantized-speed": quantized_speed,
     "ttc": lambda: ttc_report.table(result("ttc.json")),
     "ttc-neg2h": lambda: ttc_report.table(result("ttc_neg2h.json")),
