@@ -2,10 +2,11 @@
 
 A transformers ``Trainer`` checkpoint of a LoRA student holds the adapter in float32 and Adam's two moments
 (``optimizer.pt``, twice the adapter again): about 220 MB for the 1.5B student at rank 16. :func:`compact`
-keeps everything a resume needs except the moments (and the base's tokenizer files): the adapter in bfloat16, ``optimizer.pt`` with its
+keeps everything a resume needs except the moments: the adapter in bfloat16, ``optimizer.pt`` with its
 parameter groups and an empty state (so Adam starts its moments and bias correction afresh, as at step 1), and
 the scheduler, RNG and trainer state unchanged (so the learning-rate schedule and the data order go on where
-they stopped). :func:`restore` puts such a folder back under ``out_dir/checkpoints``, where a rerun of the same
+they stopped). The files a resume does not read (the base's tokenizer, peft's blank model card) are left out.
+:func:`restore` puts such a folder back under ``out_dir/checkpoints``, where a rerun of the same
 training command with the same ``--out`` finds it. The 1.5B student's compact checkpoint is 37 MB.
 """
 
@@ -20,9 +21,10 @@ from rank1.io.atomic import atomic_folder
 
 ADAPTER = "adapter_model.safetensors"
 OPTIMIZER = "optimizer.pt"
-TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-             "chat_template.jinja")
-"""The base model's tokenizer files a Trainer saves beside the adapter: a resume does not read them (11 MB)."""
+UNREAD = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+          "chat_template.jinja", "README.md")
+"""What a Trainer saves beside the adapter that a resume does not read: the base's tokenizer (11 MB) and peft's
+blank model card."""
 MARK = "compact.json"
 """Written beside a compact checkpoint: what was dropped, so a log can say the moments restarted."""
 
@@ -54,7 +56,7 @@ def compact(checkpoint: str | Path, out_dir: str | Path, dtype: str = "bfloat16"
     target = Path(out_dir) / src.name
     with atomic_folder(target) as tmp:
         for path in src.iterdir():
-            if path.is_file() and path.name not in (ADAPTER, OPTIMIZER, *TOKENIZER):
+            if path.is_file() and path.name not in (ADAPTER, OPTIMIZER, *UNREAD):
                 shutil.copy(path, tmp / path.name)
         save_file(tensors, str(tmp / ADAPTER), metadata={"format": "pt"})
         torch.save({"state": {}, "param_groups": optimizer["param_groups"]}, tmp / OPTIMIZER)
