@@ -16,6 +16,7 @@ from typing import Any
 
 from distill.train import read_train_log
 from rank1.io.atomic import atomic_folder
+from rank1.students import MERGED_DTYPE
 
 CARD = """---
 library_name: transformers
@@ -70,7 +71,7 @@ def model_card(adapter_dir: str | Path, name: str, path_hint: str, data: str = "
                        data=data or "Teacher traces filtered by `rank1 distill filter`; see the training log.")
 
 
-def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None, dtype: str = "auto",
+def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None, dtype: str = MERGED_DTYPE,
            quantize_4bit: bool = False, data: str = "") -> dict[str, Any]:
     """Merge an adapter into its base model and save a loadable model folder.
 
@@ -78,7 +79,9 @@ def export(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None 
         adapter_dir: Folder written by :func:`distill.train.train`.
         out_dir: Folder to write (replaced if it exists).
         base_model: Base model spec (default: the one in the adapter's training log).
-        dtype: Weight dtype to save (``"auto"``: as loaded, float32 on CPU).
+        dtype: Dtype the adapter is merged and saved in: float32 by default, as rank1 merges the students it
+            ships (:data:`rank1.students.MERGED_DTYPE`; a bfloat16 merge rounds small LoRA updates away), whatever
+            dtype the model later runs in; ``"auto"``: as this CPU runs models (bfloat16 where it has bf16 units).
         quantize_4bit: Also write ``<out_dir>-4bit``, an nf4 copy through bitsandbytes.
         data: Description of the training data for the model card.
 
