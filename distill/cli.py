@@ -14,6 +14,7 @@ import typer
 
 from rank1.cli_errors import fail_cleanly
 from rank1.models import BASE_MODEL as DEFAULT_BASE
+from rank1.students import MERGED_DTYPE
 
 app = typer.Typer(help="Distillation: teacher traces -> filter -> student training -> export.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -330,8 +331,8 @@ def export(
     adapter: Path = typer.Argument(..., help="Adapter folder from `rank1 distill train`."),
     out_path: Path = typer.Option(..., "--out", help="Model folder to write (loadable by rank1 --model)."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Default: from the adapter's train_log.json."),
-    dtype: str = typer.Option("float32", "--dtype", help="Dtype to merge and save in (float32, as rank1 merges its "
-                              "students; auto: as this CPU runs models, bfloat16 where it has bf16 units)."),
+    dtype: str = typer.Option(MERGED_DTYPE, "--dtype", help=f"Dtype to merge and save in ({MERGED_DTYPE}, as rank1 "
+                              "merges its students; auto: as this CPU runs models, bfloat16 where it has bf16 units)."),
     quantize_4bit: bool = typer.Option(False, "--quantize-4bit", help="Also write OUT-4bit (bitsandbytes nf4)."),
     data: str = typer.Option("", "--data", help="Training-data description for the model card."),
 ) -> None:
