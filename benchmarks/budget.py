@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     options = {"max_model_len": args.max_model_len} if args.backend == "vllm" else {}
-    base = Reranker(RerankerConfig(model=args.model, template=args.template, batch_size=args.batch_size,
+    base = Reranker(RerankerConfig(contrast=0.0, model=args.model, template=args.template, batch_size=args.batch_size,
                                    mode="direct", adaptive_top=args.adaptive_top, adaptive_band=args.adaptive_band,
                                    backend=args.backend, backend_options=options))
     report: dict[str, Any] = {**header(), **{k: v for k, v in base.meta.items() if k not in ("mode", "budget")},

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
     options = {"max_model_len": args.max_model_len} if args.backend == "vllm" else {}
     start = time.perf_counter()
-    reranker = Reranker(RerankerConfig(model=args.model, backend=args.backend, mode=args.mode, budget=args.budget,
-                                       batch_size=args.batch_size, backend_options=options))
+    reranker = Reranker(RerankerConfig(contrast=0.0, model=args.model, backend=args.backend, mode=args.mode,
+                                       budget=args.budget, batch_size=args.batch_size, backend_options=options))
     report: dict[str, Any] = {**header(), **reranker.meta, "backend": args.backend, "queries_limit": args.queries,
                               "fusion_weight": args.fusion_weight,
                               "load_seconds": round(time.perf_counter() - start, 1), "rows": []}

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     c = msmarco_dev(args.dev_queries)
     with ScoreStore(args.store) as store, \
-            Reranker(RerankerConfig(model=args.model, mode="direct", fusion_weight=0.0)) as reranker:
+            Reranker(RerankerConfig(contrast=0.0, model=args.model, mode="direct", fusion_weight=0.0)) as reranker:
         result = reranker.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
     p_true = {q: {d.doc_id: d.judgement.score for d in docs if d.judgement} for q, docs in result.run.items()}
     report = {**header(), "model": args.model, "collection": f"msmarco-dev ({len(c['run'])} held-out queries, "

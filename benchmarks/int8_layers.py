@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"model": args.model} if args.model else {}
     report: dict[str, Any] = {**header(), "queries": len(c["run"]), "pairs": sum(map(len, c["run"].values())),
                               "isa_env": {k: v for k, v in os.environ.items() if k in ISA_ENV}, "candidates": {}}
-    with Reranker(RerankerConfig(fusion_weight=0.0, backend_options={"dtype": "float32"}, mode="direct",
+    with Reranker(RerankerConfig(contrast=0.0, fusion_weight=0.0, backend_options={"dtype": "float32"}, mode="direct",
                                  batch_size=8, **settings)) as r:
         report["model"] = r.meta["model"]
         exact = r.backend.model  # float32; int8_linear quantizes a copy of it

@@ -105,7 +105,7 @@ class Measure:
                 shared = self.rerankers.get((arm.model, "direct"))
                 self.rerankers[key] = (shared.replace(mode=arm.mode, budget=args.budget, direct_blend=0.0)
                                        if shared else Reranker(  # raw judgements: the arms blend them here
-                    RerankerConfig(model=arm.model, mode=arm.mode, budget=args.budget, fusion_weight=0.0,
+                    RerankerConfig(contrast=0.0, model=arm.model, mode=arm.mode, budget=args.budget, fusion_weight=0.0,
                                    direct_blend=0.0,
                                    backend=args.backend, backend_options=options, batch_size=args.batch_size),
                     load=False))

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     with ScoreStore(args.store) as store:
         for variant in args.variants.split(","):
             dtype = variant.split("-")[0]
-            config = RerankerConfig(mode="direct", fusion_weight=0.0, batch_size=args.batch_size,
+            config = RerankerConfig(contrast=0.0, mode="direct", fusion_weight=0.0, batch_size=args.batch_size,
                                     backend_options={"dtype": dtype},
                                     **({"model": args.model} if args.model else {}))
             raw = variant.endswith("-raw")

@@ -90,7 +90,7 @@ def reranker(variant: str, **settings: Any) -> Reranker:
     """A reranker of ``variant`` (``model=None``: rank1's default model)."""
     backend, options = VARIANTS[variant]
     settings = {k: v for k, v in settings.items() if not (k == "model" and v is None)}
-    return Reranker(RerankerConfig(fusion_weight=0.0, backend=backend, backend_options=options, **settings))
+    return Reranker(RerankerConfig(contrast=0.0, fusion_weight=0.0, backend=backend, backend_options=options, **settings))
 
 
 def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str, str]]) -> dict[str, float]:

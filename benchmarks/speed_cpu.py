@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     qids = list(data.run)[: -(-args.pairs // args.depth)]
     heads = {q: top(data.run[q], args.depth) for q in qids}
     pairs = [(data.topics[q].full_text, data.corpus[d].full_text) for q in qids for d in heads[q]]
-    base = Reranker(model=args.model, mode="direct", batch_size=args.batch_size, fusion_weight=0.0,
+    base = Reranker(model=args.model, mode="direct", batch_size=args.batch_size, fusion_weight=0.0, contrast=0.0,
                     backend_options=TRANSFORMERS["before"], load=False)
     report: dict[str, Any] = {**header(), "model": args.model, "depth": args.depth, "queries": len(qids), "pairs": len(pairs), "variants": {}}
     report["gemm_gflops"] = {d: gemm_gflops(d, seconds=3.0) for d in ("float32", "bfloat16")}

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             options: dict[str, Any] = {"quantize": args.quantize} if args.quantize else {}
             if args.backend == "vllm":
                 options["max_model_len"] = args.max_model_len
-            reranker = Reranker(RerankerConfig(model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
+            reranker = Reranker(RerankerConfig(contrast=0.0, model=spec, mode=args.mode, budget=args.budget, fusion_weight=0.0,
                                                direct_blend=0.0,  # raw judgements; --direct-blend blends here
                                                batch_size=args.batch_size, backend=args.backend,
                                                backend_options=options), load=False)  # loads on a missing pair
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 entry["fusion_weight"] = args.fusion_weight[i if len(args.fusion_weight) > 1 else 0]
                 entry["fusion_weight_chosen_on"] = "given (--fusion-weight): chosen on msmarco-dev by an earlier run"
             report["models"][spec] = entry
-            direct = (Reranker(RerankerConfig(model=args.blend_model or spec, mode="direct", fusion_weight=0.0,
+            direct = (Reranker(RerankerConfig(contrast=0.0, model=args.blend_model or spec, mode="direct", fusion_weight=0.0,
                                               batch_size=args.batch_size,
                                               backend=args.backend, backend_options=options), load=False)
                       if args.direct_blend else None)

@@ -129,7 +129,7 @@ class Curve:
         self.args, self.colls, self.store = args, colls, store
         options = backend_options(args.backend, dtype=args.dtype,
                                   **({"max_model_len": args.max_model_len} if args.backend == "vllm" else {}))
-        self.direct = Reranker(RerankerConfig(model=args.direct_model, mode="direct", fusion_weight=0.0,
+        self.direct = Reranker(RerankerConfig(contrast=0.0, model=args.direct_model, mode="direct", fusion_weight=0.0,
                                               backend=args.backend, backend_options=options,
                                               batch_size=args.batch_size), load=False)
         self._deep: dict[int, Reranker] = {}

@@ -30,14 +30,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from rank1.records import Document, Query, best_first
-from rank1.reranker import Reranker, RerankerConfig
+from rank1.reranker import CompositeReranker, Reranker, RerankerConfig
 from rank1.results import RerankResult, RerankStats, rank_query
 from rank1.scoring import Judgement
 from rank1.students import explainer_for
 
-if TYPE_CHECKING:
-    from rank1.engines.base import JudgeEngine
-    from rank1.store import ScoreStore
 
 
 def select_for_reasoning(scores: Sequence[float], top: int, band: float, window: int | None = None,
@@ -80,7 +77,7 @@ def blend_score(reasoned: float, direct: float, b: float) -> float:
     return (1.0 - b) * reasoned + b * direct
 
 
-class AdaptiveReranker(Reranker):
+class AdaptiveReranker(CompositeReranker):
     """``mode="adaptive"``: a composition of a direct and a reasoning reranker over one model.
 
     Made by ``Reranker(mode="adaptive", ...)``; :attr:`direct` and :attr:`deep` share this reranker's model
@@ -132,16 +129,9 @@ class AdaptiveReranker(Reranker):
             return reasoned
         return reasoned._replace(score=blend_score(reasoned.score, direct.score, b), reasoned_score=reasoned.score)
 
-    def judge(self, pairs: Sequence[tuple[str, str]], on_batch: Any = None) -> list[Judgement]:
-        """:meth:`Reranker.judge` through the cascade (pairs with the same query text form one query's list)."""
-        return self._cascade(pairs, lambda r, p: r.judge(p, on_batch=on_batch))
-
-    def score(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> list[Judgement]:
-        """:meth:`Reranker.score` through the cascade; one progress bar a stage."""
-        return self._cascade(pairs, lambda r, p: r.score(p, progress=progress))
-
-    def _cascade(self, pairs: Sequence[tuple[str, str]],
+    def _compose(self, pairs: Sequence[tuple[str, str]],
                  judge: Callable[[Reranker, Sequence[tuple[str, str]]], list[Judgement]]) -> list[Judgement]:
+        """The cascade over ``pairs`` (pairs with the same query text form one query's list)."""
         direct = judge(self.direct, pairs)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, (query, _) in enumerate(pairs):
@@ -156,20 +146,10 @@ class AdaptiveReranker(Reranker):
             out[i] = self.blend(judgement, direct[i])
         return out
 
-    def rerank_run(
-        self,
-        run: Mapping[str, Mapping[str, float]],
-        corpus: Mapping[str, Document],
-        topics: Mapping[str, Query],
-        depth: int = 100,
-        progress: bool = True,
-        store: "ScoreStore | None" = None,
-        chunk_size: int | None = None,
-        engine: "JudgeEngine | None" = None,
-    ) -> RerankResult:
-        """:meth:`Reranker.rerank_run` through the cascade (see the module docstring); both stages run on
-        ``engine`` and use ``store`` under their own mode."""
-        jobs: dict[str, Any] = {"progress": progress, "store": store, "chunk_size": chunk_size, "engine": engine}
+    def _rerank_run(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Document],
+                    topics: Mapping[str, Query], depth: int, jobs: dict[str, Any]) -> RerankResult:
+        """The cascade (see the module docstring); both stages run on the job's engine and use its store under
+        their own mode."""
         direct = self.direct.rerank_run(run, corpus, topics, depth, **jobs)
         selected: dict[str, dict[str, float]] = {}
         for qid, docs in direct.run.items():

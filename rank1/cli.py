@@ -107,6 +107,11 @@ def rerank(
     direct_blend: Optional[float] = typer.Option(None, "--direct-blend", help="Reasoning/adaptive: a reasoned pair "
                                                  "scores (1-B)*P(true) after reasoning + B*direct P(true) (one "
                                                  "extra forward). Default: the model's, chosen on dev (else 0)."),
+    contrast: Optional[float] = typer.Option(None, "--contrast", help="Counter-query contrast W, for queries with "
+                                             "a negation or exclusion ('not', 'except', ...): a pair scores "
+                                             "(P(true) - W*P(true | the query with it flipped) + W)/(1+W) (one extra "
+                                             "forward a pair). Default: the model's, chosen on dev (the default "
+                                             "model: 1.5; else 0). 0: off."),
     template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
@@ -170,7 +175,7 @@ def rerank(
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,
                             backend_options=options, adaptive_top=adaptive_top, adaptive_band=adaptive_band,
-                            direct_blend=direct_blend)
+                            direct_blend=direct_blend, contrast=contrast)
     result = rerank_files(out_path, config, run=run, corpus=corpus, topics=topics, candidates=candidates,
                           traces=traces, depth=depth, tag=tag, corpus_format=corpus_format,
                           topics_format=topics_format, progress=progress,
@@ -184,6 +189,7 @@ def rerank(
               f"{s.judged / max(s.seconds, 1e-9):.2f} pairs/s), {s.generated_tokens} reasoning tokens, "
               + (f"{s.restaged} pairs judged again in reasoning mode after direct mode (both stages counted), "
                  if s.restaged else "")
+              + (f"{s.counter} pairs judged again against their query's negation, " if s.counter else "")
               + f"{s.truncated} passages truncated, {s.fallbacks} fallbacks, {s.empty} empty passages skipped; "
               f"{backend} in {check_options(backend, options).dtype_summary()}"
               + (f"; reasoning by {result.meta['explainer']}" if "explainer" in result.meta else "")

@@ -45,6 +45,10 @@ class RerankerConfig:
             stored under their own mode), which keeps the graded direct score beside the polarized reasoning
             one. 0: P(true) after reasoning alone; ``None``: the model's (a shipped student's, chosen on dev;
             else 0).
+        contrast: Counter-query contrast weight ``w`` (:mod:`rank1.counter`): a pair of a query with a negation
+            or exclusion scores ``(P(true) - w * P(true | the query with it flipped) + w) / (1 + w)``, the flipped
+            query made by rule and judged in direct mode (one extra forward pass a pair). 0: off; ``None``: the
+            model's (a shipped student's, chosen on dev: 1.5 for the default; else 0).
     """
 
     model: str = DEFAULT_MODEL
@@ -60,6 +64,7 @@ class RerankerConfig:
     adaptive_top: int = 10
     adaptive_band: float = 0.0
     direct_blend: float | None = None
+    contrast: float | None = None
 
     @property
     def chunk_batches(self) -> int:
@@ -69,10 +74,12 @@ class RerankerConfig:
         return 16 if self.mode == "direct" else 4
 
     def __post_init__(self) -> None:
-        """Fill ``mode``, ``fusion_weight`` and ``direct_blend`` left at ``None`` from the model's
+        """Fill ``mode``, ``fusion_weight``, ``direct_blend`` and ``contrast`` left at ``None`` from the model's
         recommendation (no blend in direct mode), then check every setting, so that a bad one fails before any
         input is read or model loaded."""
-        mode, weight, blend = recommended_settings(self.model)
+        mode, weight, blend, contrast = recommended_settings(self.model)
+        if self.contrast is None:
+            object.__setattr__(self, "contrast", contrast)
         if self.mode is None:
             object.__setattr__(self, "mode", mode)
         if self.fusion_weight is None:
@@ -87,6 +94,8 @@ class RerankerConfig:
             raise ValueError(f"direct_blend must lie in [0, 1], not {self.direct_blend}")
         if self.direct_blend and self.mode == "direct":
             raise ValueError("direct_blend is for the reasoning and adaptive modes (direct mode has no reasoning)")
+        if not 0.0 <= self.contrast <= 4.0:
+            raise ValueError(f"contrast must lie in [0, 4], not {self.contrast}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.template is not None and self.template not in TEMPLATES:

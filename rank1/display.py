@@ -22,7 +22,7 @@ from rank1.scoring import JUDGEMENT_FIELDS, NOT_JUDGED, Judgement
 if TYPE_CHECKING:
     import pandas as pd
 
-COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:], "p_true_reasoned")
+COLUMNS = ("qid", "docid", "rank", "score", "p_true", *JUDGEMENT_FIELDS[1:], "p_true_reasoned", "p_true_counter")
 """Columns of :func:`result_rows` and :func:`result_frame`."""
 
 MAX_HTML_ROWS = 50
@@ -70,7 +70,8 @@ def result_rows(result: ResultLike, judged_only: bool = False) -> list[dict[str,
         judged_only: Leave out the documents without a judgement.
 
     Returns:
-        Dicts with the keys of :data:`COLUMNS` (``p_true_reasoned`` only where the score is blended).
+        Dicts with the keys of :data:`COLUMNS` (``p_true_reasoned`` only where the score is blended,
+        ``p_true_counter`` only under counter-query contrast).
     """
     rows = []
     for qid, docs in result.run.items():

@@ -36,11 +36,17 @@ __all__ = ["RankedDoc", "RerankResult", "RerankStats", "Reranker", "RerankerConf
 _MODE_CLASSES: dict[str, str] = {"adaptive": "rank1.adaptive:AdaptiveReranker"}
 """Modes served by a composition of rerankers rather than by one backend mode, as ``"module:Class"``."""
 
+_COUNTER_CLASS = "rank1.counter:CounterReranker"
+"""The composition that serves counter-query contrast (``contrast`` > 0) over any mode."""
+
 
 def _composite(config: RerankerConfig) -> str | None:
-    """The composition that serves ``config``, if one does: adaptive mode, and reasoning blended with direct
-    mode (``direct_blend``: the adaptive cascade with every pair reasoned) or reasoned by another model (a
-    shipped student whose explainer reasons for it, :func:`rank1.students.explainer_for`)."""
+    """The composition that serves ``config``, if one does: counter-query contrast (around whatever serves the
+    rest), adaptive mode, and reasoning blended with direct mode (``direct_blend``: the adaptive cascade with
+    every pair reasoned) or reasoned by another model (a shipped student whose explainer reasons for it,
+    :func:`rank1.students.explainer_for`)."""
+    if config.contrast:
+        return _COUNTER_CLASS
     if config.mode == "reasoning" and (config.direct_blend or explainer_for(config.model) != config.model):
         return _MODE_CLASSES["adaptive"]
     return _MODE_CLASSES.get(config.mode)
@@ -158,7 +164,8 @@ class Reranker:
         """
         settings = asdict(self.config)
         if overrides.get("model", self.config.model) != self.config.model:  # recommendations follow the model
-            settings.update({k: None for k in ("mode", "fusion_weight", "direct_blend") if k not in overrides})
+            settings.update({k: None for k in ("mode", "fusion_weight", "direct_blend", "contrast")
+                             if k not in overrides})
         elif "mode" in overrides and "direct_blend" not in overrides:  # the blend follows the mode
             settings["direct_blend"] = None
         config = RerankerConfig(**{**settings, **overrides})
@@ -293,6 +300,14 @@ class Reranker:
             ValueError: ``depth`` or ``chunk_size`` is below 1.
             rank1.store.StoreError: The store cannot be read or written.
         """
+        jobs = {"progress": progress, "store": store, "chunk_size": chunk_size, "engine": engine}
+        return self._rerank_run(run, corpus, topics, depth, jobs)
+
+    def _rerank_run(self, run: Mapping[str, Mapping[str, float]], corpus: Mapping[str, Document],
+                    topics: Mapping[str, Query], depth: int, jobs: dict[str, Any]) -> RerankResult:
+        """:meth:`rerank_run`'s work (a composition replaces it with its stages); ``jobs``: its keyword
+        arguments after ``depth``."""
+        progress, store, chunk_size, engine = jobs["progress"], jobs["store"], jobs["chunk_size"], jobs["engine"]
         size = chunk_size if chunk_size is not None else self.config.chunk_batches * self.config.batch_size
         if depth < 1 or size < 1:
             raise ValueError(f"depth and chunk_size must be at least 1, not {depth} and {size}")
@@ -311,6 +326,25 @@ class Reranker:
         stats.judged = len(missing)
         stats.seconds = timer.seconds
         return RerankResult(out, stats, self.meta)
+
+
+class CompositeReranker(Reranker):
+    """A reranker made of stages over one model (adaptive mode, counter-query contrast): :meth:`judge` and
+    :meth:`score` both go through the subclass's :meth:`_compose`, with the stage rerankers' own methods, and
+    :meth:`rerank_run` through its ``_rerank_run``."""
+
+    def judge(self, pairs: Sequence[tuple[str, str]],
+              on_batch: Callable[[int, int], None] | None = None) -> list[Judgement]:
+        """:meth:`Reranker.judge` through the stages."""
+        return self._compose(pairs, lambda r, p: r.judge(p, on_batch=on_batch))
+
+    def score(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> list[Judgement]:
+        """:meth:`Reranker.score` through the stages; one progress bar a stage."""
+        return self._compose(pairs, lambda r, p: r.score(p, progress=progress))
+
+    def _compose(self, pairs: Sequence[tuple[str, str]],
+                 judge: Callable[[Reranker, Sequence[tuple[str, str]]], list[Judgement]]) -> list[Judgement]:
+        raise NotImplementedError
 
 
 class _Plan(NamedTuple):

@@ -36,6 +36,8 @@ class RerankStats:
             (adaptive mode, or reasoning blended with direct mode) judges a pair once per stage, so with
             ``restaged`` pairs ``cached + judged`` can reach ``pairs + restaged``.
         restaged: Pairs the cascade judged a second time, in reasoning mode, after direct mode.
+        counter: Pairs judged again against their query's negation (counter-query contrast,
+            :mod:`rank1.counter`); ``cached + judged`` can reach ``pairs + restaged + counter``.
         empty: Documents within the depth whose text is empty: not judged, ranked below the judged ones.
         truncated: Judgements of a truncated passage.
         fallbacks: Judgements that hit the reasoning budget (Rank1's fallback).
@@ -49,6 +51,7 @@ class RerankStats:
     cached: int = 0
     judged: int = 0
     restaged: int = 0
+    counter: int = 0
     empty: int = 0
     truncated: int = 0
     fallbacks: int = 0

@@ -30,6 +30,9 @@ class Judgement(NamedTuple):
             its score is the direct one), the P(true) the reasoning itself reached; ``None`` otherwise.
             Compare it with ``score`` to see whether the trace argues for the score (:meth:`disagrees`).
             Not stored: the score store keeps each stage's own judgement.
+        counter_score: Under counter-query contrast (``contrast`` > 0, :mod:`rank1.counter`), the direct P(true)
+            of the query's negation for this passage, which ``score`` is discounted by; ``None`` otherwise.
+            Not stored (its own judgement is, under the counter-query's text).
     """
 
     score: float
@@ -38,6 +41,7 @@ class Judgement(NamedTuple):
     truncated: bool = False
     fallback: bool = False
     reasoned_score: float | None = None
+    counter_score: float | None = None
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> "Judgement":
@@ -51,9 +55,14 @@ class Judgement(NamedTuple):
 
     def details(self) -> dict[str, Any]:
         """Every stored field but the score, by name (the score is shown as ``p_true`` beside a run's score),
-        and ``p_true_reasoned`` (:attr:`reasoned_score`) where the score is blended."""
+        ``p_true_reasoned`` (:attr:`reasoned_score`) where the score is blended, and ``p_true_counter``
+        (:attr:`counter_score`) under counter-query contrast."""
         out = dict(zip(JUDGEMENT_FIELDS[1:], self[1:]))
-        return out if self.reasoned_score is None else {**out, "p_true_reasoned": self.reasoned_score}
+        if self.reasoned_score is not None:
+            out["p_true_reasoned"] = self.reasoned_score
+        if self.counter_score is not None:
+            out["p_true_counter"] = self.counter_score
+        return out
 
     def disagrees(self) -> bool:
         """Whether the reasoning reached the other side of 0.5 than the (blended) score: the trace argues
@@ -68,7 +77,7 @@ class Judgement(NamedTuple):
 
 JUDGEMENT_FIELDS: tuple[str, ...] = Judgement._fields[:5]
 """The stored fields of a :class:`Judgement`, in order: the columns of the score store, Ray rows and tables
-(``reasoned_score`` is derived from two stored judgements, never stored itself)."""
+(``reasoned_score`` and ``counter_score`` are derived from two stored judgements, never stored themselves)."""
 
 NOT_JUDGED = Judgement(math.nan)
 """What tables show for a document below the depth: P(true) NaN, no reasoning, no flags."""

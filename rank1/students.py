@@ -42,6 +42,8 @@ class Student:
             direct-mode picks where a reasoning trace is wanted (``rank1 demo``); empty: the model itself.
         direct_blend: Blend b of its reasoning and adaptive modes, chosen on the dev set (what ``rank1`` uses
             when no ``--direct-blend`` / ``direct_blend`` is given; 1: the direct score, explained by the trace).
+        contrast: Counter-query contrast weight chosen on the dev set (:mod:`rank1.counter`; what ``rank1`` uses
+            when no ``--contrast`` / ``contrast`` is given; 0: none).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Student:
     fusion_weight: float = 0.0
     explainer: str = ""
     direct_blend: float = 0.0
+    contrast: float = 0.0
 
     @property
     def folder(self) -> Path:
@@ -73,9 +76,10 @@ STUDENTS: dict[str, Student] = {s.name: s for s in (
     Student("rank1-0.5b-neg3", base="qwen2.5-coder-0.5b", size=17_640_808,
             sha256="35f29970d6ab54b427d94078ef61e166d8dd94e270cb1757505dc3d1373f824a",
             description="the default: v3 continued on negation/exclusion contrast and statement pairs (30% CondaQA "
-                        "hold-out); direct mode (blend 1, chosen on dev: reasoning explains, it does not rescore); "
+                        "hold-out); direct mode (blend 1, chosen on dev: reasoning explains, it does not rescore), "
+                        "counter-query contrast 1.5 on queries with a negation or exclusion (chosen on dev); "
                         "writes its own traces; see its card",
-            mode="direct", fusion_weight=0.0, direct_blend=1.0),
+            mode="direct", fusion_weight=0.0, direct_blend=1.0, contrast=1.5),
     Student("rank1-0.5b-wise", base="qwen2.5-coder-0.5b", size=35_237_440,
             sha256="4d4a8a8c7f09df260060ddde329c5e77617e10c4d43357e08c34c5e65284731b",
             description="the default until 2026-12-04: v3 and a negation student mixed in weight space (WiSE-FT, w=0.75, chosen "
@@ -126,8 +130,10 @@ def explainer_for(model: str) -> str:
     return student.explainer if student and student.explainer else model
 
 
-def recommended_settings(model: str) -> tuple[str, float, float]:
-    """``(mode, fusion_weight, direct_blend)`` a model is best used with: a shipped student's measured settings,
-    else reasoning mode, no fusion and no blend."""
+def recommended_settings(model: str) -> tuple[str, float, float, float]:
+    """``(mode, fusion_weight, direct_blend, contrast)`` a model is best used with: a shipped student's measured
+    settings, else reasoning mode, no fusion, no blend and no contrast."""
     student = STUDENTS.get(model)
-    return (student.mode, student.fusion_weight, student.direct_blend) if student else ("reasoning", 0.0, 0.0)
+    if student is None:
+        return "reasoning", 0.0, 0.0, 0.0
+    return student.mode, student.fusion_weight, student.direct_blend, student.contrast

@@ -100,14 +100,14 @@ def test_reasoning_with_a_direct_blend_is_the_cascade_over_every_pair() -> None:
     from rank1.adaptive import AdaptiveReranker
     from rank1.reranker import Reranker
 
-    blended = Reranker(mode="reasoning", direct_blend=0.3, load=False)
+    blended = Reranker(mode="reasoning", direct_blend=0.3, contrast=0.0, load=False)  # no counter stage around it
     assert isinstance(blended, AdaptiveReranker) and blended._knobs[0] >= 10**6
     assert blended.deep.config.direct_blend == 0.0 and blended.direct.config.mode == "direct"
     assert blended.meta["direct_blend"] == 0.3 and "adaptive_top" not in blended.meta
     # no blend and no explainer, no cascade (neg2h reasons itself; the default, rank1-0.5b-neg3, recommends 1)
     assert not isinstance(Reranker(model="rank1-0.5b-neg2h", mode="reasoning", direct_blend=0.0, load=False),
                           AdaptiveReranker)
-    assert isinstance(Reranker(mode="reasoning", load=False), AdaptiveReranker)
+    assert isinstance(Reranker(mode="reasoning", contrast=0.0, load=False), AdaptiveReranker)
     assert isinstance(Reranker(model="rank1-0.5b-wise", mode="reasoning", load=False), AdaptiveReranker)
 
 
@@ -184,7 +184,7 @@ def test_the_default_reasons_through_its_explainer() -> None:
     from rank1.reranker import Reranker
 
     pair = ("what do fleas eat", "Adult fleas feed on the blood of mammals and birds; larvae eat organic debris.")
-    with Reranker(mode="reasoning", budget=24, batch_size=1) as reranker:
+    with Reranker(mode="reasoning", budget=24, batch_size=1, contrast=0.0) as reranker:  # the cascade itself
         reasoned = reranker.score([pair])[0]
         direct = reranker.direct.score([pair])[0]
     assert reasoned.score == direct.score and reasoned.generated_tokens > 0

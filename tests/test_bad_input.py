@@ -86,6 +86,7 @@ BAD_CASES: list[tuple[str, dict[str, str | bytes], list[str], str]] = [
     ("rerank: zero budget", {"run.trec": RUN}, rerank("--budget", "0"), "budget must be at least 1"),
     ("rerank: zero chunk size", {"run.trec": RUN}, rerank("--chunk-size", "0"), "--chunk-size must be at least 1"),
     ("rerank: fusion weight above 1", {"run.trec": RUN}, rerank("--fusion-weight", "2"), "fusion_weight"),
+    ("rerank: contrast above 4", {"run.trec": RUN}, rerank("--contrast", "5"), "contrast must lie in [0, 4]"),
     ("rerank: tag with a space", {"run.trec": RUN}, rerank("--tag", "my run"), "--tag"),
     ("rerank: output is a folder", {"run.trec": RUN, "sub/x": ""}, rerank("--out", "{sub}"), "is a directory"),
     ("rerank: cache and no cache", {"run.trec": RUN}, rerank("--cache", "{s.sqlite}", "--no-cache"), "not both"),

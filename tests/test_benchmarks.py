@@ -75,6 +75,23 @@ def test_ttc_script(run_script, tmp_path: Path) -> None:
     assert [r["timing"] for r in again["rows"]] == [r["timing"] for r in report["rows"]]
 
 
+def test_counter_script(run_script) -> None:
+    """Counter-query contrast on one pair / item / query per collection: every weight from the same stored
+    judgements, W = 0 the plain direct score, the flipped queries judged a second time; rerun: all stored."""
+    args = ("--limit", "1", "--depth", "2", "--collections", "nevir,boolq,dl19", "--weights", "0.5", "1")
+    report = run_script("counter.py", *args)
+    cols = report["collections"]
+    assert set(cols) == {"nevir", "boolq", "dl19"} and report["chosen"] is None  # no dev rows: nothing chosen
+    # NevIR's first pair: one query holds a negation ("is not banned"), the other none; BoolQuestions: "excluding"
+    assert cols["nevir"]["pairs"] == 4 and cols["nevir"]["flipped_queries"] == 1 and cols["nevir"]["counter_pairs"] == 2
+    assert cols["boolq"]["flipped_queries"] == 1 and cols["dl19"]["flipped_queries"] == 0
+    assert all(set(c["weights"]) == {"0.0", "0.5", "1.0"} and c["weights"]["0.0"]["vs_plain"] is None
+               for c in cols.values())
+    assert all(c["weights"]["1.0"]["vs_plain"]["units"] == 1 for c in cols.values())
+    again = run_script("counter.py", *args)
+    assert again["collections"]["nevir"]["weights"] == cols["nevir"]["weights"]
+
+
 def test_negation_script(run_script) -> None:
     """Issue 32's test measurement end to end on one pair / item / query per collection: three arms, reasoning
     blended with direct, paired comparisons, full coverage; DL in direct mode only."""

@@ -65,13 +65,14 @@ def test_registry() -> None:
     from rank1.models import verify_student
     from rank1.students import explainer_for, recommended_settings
 
-    # the default judges in direct mode and explains its own picks (blend 1 chosen on dev); it also explains
-    # the previous default, wise; neg2h reasons with a quarter of its direct P(true) (the blend chosen on dev)
-    assert recommended_settings(DEFAULT_MODEL) == ("direct", 0.0, 1.0)
+    # the default judges in direct mode and explains its own picks (blend 1 chosen on dev), with counter-query
+    # contrast 1.5 (chosen on dev); it also explains the previous default, wise; neg2h reasons with a quarter of
+    # its direct P(true) (the blend chosen on dev)
+    assert recommended_settings(DEFAULT_MODEL) == ("direct", 0.0, 1.0, 1.5)
     assert explainer_for(DEFAULT_MODEL) == DEFAULT_MODEL == explainer_for("rank1-0.5b-wise")
     assert explainer_for("rank1-0.5b-neg2h") == "rank1-0.5b-neg2h"
-    assert recommended_settings("rank1-0.5b-neg2h") == ("reasoning", 0.0, 0.25)
-    assert recommended_settings("rank1-0.5b-neg2s") == ("reasoning", 0.0, 0.5)
+    assert recommended_settings("rank1-0.5b-neg2h") == ("reasoning", 0.0, 0.25, 0.0)
+    assert recommended_settings("rank1-0.5b-neg2s") == ("reasoning", 0.0, 0.5, 0.0)
     explainer = explainer_for("rank1-0.5b-labels-v3")  # v3 judges in direct mode; a shipped student reasons for it
     assert explainer in STUDENTS and STUDENTS[explainer].mode == "reasoning" and explainer_for(explainer) == explainer
     assert all(verify_student(s) == s.sha256 for s in STUDENTS.values())  # the committed adapters match the registry

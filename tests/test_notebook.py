@@ -47,7 +47,7 @@ def result() -> RerankResult:
 def test_to_pandas_has_one_row_per_document(result: RerankResult) -> None:
     frame = result.to_pandas()
     assert list(frame.columns) == ["qid", "docid", "rank", "score", "p_true", "reasoning", "generated_tokens",
-                                   "truncated", "fallback", "p_true_reasoned"]
+                                   "truncated", "fallback", "p_true_reasoned", "p_true_counter"]
     assert frame[["qid", "docid", "rank"]].values.tolist() == [["q1", "d2", 1], ["q1", "d1", 2], ["q1", "d9", 3],
                                                                ["q2", "d3", 1]]
     assert frame.p_true.iloc[0] == 0.9 and math.isnan(frame.p_true.iloc[2]) and frame.score.iloc[2] == -1.0

@@ -1,0 +1,178 @@
+"""Counter-query contrast (``rank1 rerank --contrast W``, :mod:`rank1.counter`): each weight against none.
+
+Not a test. For one model in direct mode, every pair of each collection is judged twice through the score store:
+against its query, and against the query's negation (:func:`rank1.counter.counter_query`; queries no rule flips
+keep their plain score). Every weight of ``--weights`` is then scored from the same judgements, ``(P - W * P_counter
++ W) / (1 + W)``, with the mean over units, its 95% bootstrap interval and the paired difference to W = 0 (the
+plain direct score) with its 95% paired interval.
+
+Collections: the dev sets that choose the weight (``msmarco-dev``: MS MARCO dev split, BM25 top ``--depth`` of
+``--dev-queries`` queries, nDCG@10; ``nevir-train``: the 50 NevIR train pairs; ``contrast-dev``: the paired
+groups of ``--contrast-dev`` FILE, pooled paired accuracy over NevIR-style pairs, ``by_source`` beside it) and
+the test collections of :mod:`benchmarks.ttc_data` (``nevir``, ``excluir``, ``boolq``, ``dl19``, ``dl20``),
+which are measured once, after the choice. The choice rule (``--choose``, over the dev collections in the
+report): the weight with the best mean of NevIR-train and contrast-dev paired accuracy whose MS MARCO dev nDCG@10
+is at most 1 point below W = 0's; ties go to the smaller weight.
+
+Resumable: judgements are stored chunk by chunk, the JSON is rewritten after each collection, and the same
+command continues where a killed one stopped.
+
+Example::
+
+    python -m benchmarks.counter --collections msmarco-dev,nevir-train,contrast-dev \\
+        --contrast-dev dev_cq30_paired.jsonl --out benchmarks/results/counter_dev.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from benchmarks import ttc_data, ttc_stats
+from benchmarks._common import NEVIR_TRAIN, PAIRED, add_engine_arguments, header, write_json
+from benchmarks.ttc_data import Collection, Pair
+from rank1.backends import backend_options
+from rank1.counter import COUNTER_REVISION, contrast_score, counter_query
+from rank1.metrics import paired_accuracy, read_nevir_pairs
+from rank1.models import DEFAULT_MODEL
+from rank1.records import Query
+from rank1.reranker import Reranker, RerankerConfig
+from rank1.scoring import Judgement
+from rank1.store import ScoreStore, default_store_path
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+DEV_PAIRED = ("nevir-train", "contrast-dev")
+
+
+def nevir_train() -> Collection:
+    """The 50 NevIR train pairs, one unit each (as :func:`benchmarks.ttc_data.nevir` for the test pairs)."""
+    topics, corpus, items = read_nevir_pairs(NEVIR_TRAIN)
+    run = {q: {d: 0.0 for d in (da, db)} for qa, da, qb, db in items for q in (qa, qb)}
+    units = {p.query_a: [(q, d) for q in (p.query_a, p.query_b) for d in (p.doc_a, p.doc_b)] for p in items}
+    by_unit = {p.query_a: p for p in items}
+    held = lambda r: [u for u, pairs in units.items() if all(q in r for q, _ in pairs)]  # noqa: E731
+    return Collection("nevir-train", "paired_accuracy", run, corpus, topics, units,
+                      lambda r: {u: paired_accuracy(r, [by_unit[u]]) for u in held(r)})
+
+
+def contrast_dev(path: str) -> Collection:
+    """The NevIR-style pairs of a ``rank1 distill contrast --dev-out`` file: one unit per pair (``source:key``),
+    1 when each of its groups ranks its relevant passage strictly first (the pooled ``paired`` of
+    :func:`benchmarks._common.top1_by_source`, unit by unit)."""
+    from benchmarks._common import load_groups
+
+    run, corpus, topics, groups = load_groups(path)
+    units: dict[str, list[Pair]] = {}
+    for qid, g in groups.items():
+        if g.source in PAIRED:
+            units.setdefault(f"{g.source}:{g.pair}", []).extend((qid, d) for d in run[qid])
+    members = {u: sorted({q for q, _ in pairs}) for u, pairs in units.items()}
+
+    def won(r: dict[str, dict[str, float]], q: str) -> bool:
+        best = groups[q].positive
+        return all(r[q][best] > s for d, s in r[q].items() if d != best)
+
+    return Collection("contrast-dev", "paired_accuracy", run, corpus, topics, units,
+                      lambda r: {u: float(all(won(r, q) for q in qs)) for u, qs in members.items()
+                                 if all(q in r for q in qs)})
+
+
+def counter_topics(coll: Collection) -> dict[str, Query]:
+    """The flipped queries of ``coll``'s run (those a rule flips), under their own ids."""
+    return {q: t._replace(text=c) for q in coll.run if (c := counter_query((t := coll.topics[q]).text)) is not None}
+
+
+def judged(reranker: Reranker, coll: Collection, topics: dict[str, Query], store: ScoreStore) -> dict[Pair, float]:
+    """P(true) of every pair of ``coll`` whose query is in ``topics`` (judged where the store lacks it)."""
+    run: dict[str, dict[str, float]] = {}
+    for q, d in coll.pairs:
+        if q in topics:
+            run.setdefault(q, {})[d] = coll.run[q][d]
+    if not run:
+        return {}
+    result = reranker.rerank_run(run, coll.corpus, topics, depth=max(map(len, run.values())), store=store)
+    return {(q, d.doc_id): d.judgement.score for q, docs in result.run.items() for d in docs if d.judgement}
+
+
+def rows(coll: Collection, plain: dict[Pair, float], counter: dict[Pair, float],
+         weights: tuple[float, ...]) -> dict[str, Any]:
+    """Quality per weight (mean, interval, paired difference to W = 0), and per source for ``contrast-dev``."""
+    values = {}
+    for w in weights:
+        scores = {p: contrast_score(s, counter[p], w) if p in counter else s for p, s in plain.items()}
+        values[w] = ttc_stats.quality(coll, {p: Judgement(s) for p, s in scores.items()})
+    out: dict[str, Any] = {}
+    for w, v in values.items():
+        out[str(w)] = {**ttc_stats.mean_ci(v), "vs_plain": ttc_stats.paired(v, values[0.0]) if w else None}
+        if coll.name == "contrast-dev":
+            sources = sorted({u.split(":")[0] for u in v})
+            out[str(w)]["by_source"] = {s: round(sum(x for u, x in v.items() if u.startswith(s + ":"))
+                                                  / sum(u.startswith(s + ":") for u in v), 4) for s in sources}
+    return out
+
+
+def choose(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The weight the rule of the module docstring picks from the dev rows (None without all three)."""
+    cols = report["collections"]
+    if not all(c in cols for c in ("msmarco-dev", *DEV_PAIRED)):
+        return None
+    floor = cols["msmarco-dev"]["weights"]["0.0"]["quality"] - 0.01
+    ok = [w for w in cols["msmarco-dev"]["weights"] if cols["msmarco-dev"]["weights"][w]["quality"] >= floor]
+    mean = {w: sum(cols[c]["weights"][w]["quality"] for c in DEV_PAIRED) / 2 for w in ok}
+    best = max(ok, key=lambda w: (round(mean[w], 6), -float(w)))
+    return {"weight": float(best), "dev_paired_mean": round(mean[best], 4), "eligible": ok}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--collections", default="msmarco-dev,nevir-train,contrast-dev")
+    ap.add_argument("--contrast-dev", default=None, help="paired dev groups (rank1 distill contrast --dev-out)")
+    ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
+    ap.add_argument("--depth", type=int, default=100, help="DL19/DL20 BM25 candidates per query (msmarco-dev: 20)")
+    ap.add_argument("--dev-queries", type=int, default=40)
+    ap.add_argument("--nevir-pairs", type=int, default=1000)
+    ap.add_argument("--excluir-items", type=int, default=1000)
+    ap.add_argument("--limit", type=int, default=0, help="first N queries / pairs / items of each (smoke tests)")
+    add_engine_arguments(ap, batch_size=16)
+    ap.add_argument("--store", default=None, help="score store (resumes; default: rank1's score cache)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    weights = tuple(sorted({0.0, *args.weights}))
+    names = args.collections.split(",")
+    if "contrast-dev" in names and not args.contrast_dev:
+        ap.error("contrast-dev needs --contrast-dev FILE")
+    reranker = Reranker(RerankerConfig(contrast=0.0, model=args.model, mode="direct", fusion_weight=0.0,
+                                       batch_size=args.batch_size, backend=args.backend,
+                                       backend_options=backend_options(args.backend, dtype=args.dtype)), load=False)
+    report: dict[str, Any] = {**header(), "model": args.model, **reranker.meta,
+                              "engine": reranker.store_settings.engine, "counter_revision": COUNTER_REVISION,
+                              "weights": list(weights), "collections": {}}
+    with ScoreStore(args.store or default_store_path()) as store:
+        for name in names:
+            start = time.perf_counter()
+            if name == "nevir-train":
+                coll = nevir_train()
+            elif name == "contrast-dev":
+                coll = contrast_dev(args.contrast_dev)
+            else:
+                coll = ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
+                                     nevir_pairs=args.nevir_pairs, excluir_items=args.excluir_items,
+                                     dev_queries=args.dev_queries)[name]
+            flipped = counter_topics(coll)
+            plain = judged(reranker, coll, coll.topics, store)
+            counter = judged(reranker, coll, flipped, store)
+            report["collections"][name] = {
+                "metric": coll.metric, "units": len(coll.units), "queries": len(coll.run),
+                "flipped_queries": len(flipped), "pairs": len(plain), "counter_pairs": len(counter),
+                "seconds": round(time.perf_counter() - start, 1),
+                "weights": rows(coll, plain, counter, weights)}
+            report["chosen"] = choose(report)
+            write_json(args.out, report)
+            print(name, {w: r["quality"] for w, r in report["collections"][name]["weights"].items()}, flush=True)
+    reranker.close()
+
+
+if __name__ == "__main__":
+    main()
