@@ -56,31 +56,35 @@ def nevir_train() -> Collection:
                       lambda r: {u: paired_accuracy(r, [by_unit[u]]) for u in held(r)})
 
 
-def contrast_dev(path: str) -> Collection:
+def contrast_dev(path: str, name: str = "contrast-dev") -> Collection:
     """The NevIR-style pairs of a ``rank1 distill contrast --dev-out`` file: one unit per pair (``source:key``),
     1 when each of its groups ranks its relevant passage strictly first (the pooled ``paired`` of
-    :func:`benchmarks._common.top1_by_source`, unit by unit)."""
+    :func:`benchmarks._common.top1_by_source`, unit by unit); ``exclude-dev``: its exclusion groups (``exclude``,
+    ``exclude-pair``: the answer passage above the trap and the negatives), one unit each."""
     from benchmarks._common import load_groups
 
     run, corpus, topics, groups = load_groups(path)
     units: dict[str, list[Pair]] = {}
     for qid, g in groups.items():
-        if g.source in PAIRED:
-            units.setdefault(f"{g.source}:{g.pair}", []).extend((qid, d) for d in run[qid])
+        key = (f"{g.source}:{g.pair}" if name == "contrast-dev" and g.source in PAIRED else
+               f"{g.source}:{qid}" if name == "exclude-dev" and g.source.startswith("exclude") else None)
+        if key is not None:
+            units.setdefault(key, []).extend((qid, d) for d in run[qid])
     members = {u: sorted({q for q, _ in pairs}) for u, pairs in units.items()}
 
     def won(r: dict[str, dict[str, float]], q: str) -> bool:
         best = groups[q].positive
         return all(r[q][best] > s for d, s in r[q].items() if d != best)
 
-    return Collection("contrast-dev", "paired_accuracy", run, corpus, topics, units,
+    return Collection(name, "paired_accuracy" if name == "contrast-dev" else "top1", run, corpus, topics, units,
                       lambda r: {u: float(all(won(r, q) for q in qs)) for u, qs in members.items()
                                  if all(q in r for q in qs)})
 
 
 def counter_topics(coll: Collection) -> dict[str, Query]:
-    """The flipped queries of ``coll``'s run (those a rule flips), under their own ids."""
-    return {q: t._replace(text=c) for q in coll.run if (c := counter_query((t := coll.topics[q]).text)) is not None}
+    """The flipped queries of ``coll``'s units (those a rule flips), under their own ids."""
+    return {q: t._replace(text=c) for q in dict.fromkeys(q for q, _ in coll.pairs)
+            if (c := counter_query((t := coll.topics[q]).text)) is not None}
 
 
 def judged(reranker: Reranker, coll: Collection, topics: dict[str, Query], store: ScoreStore) -> dict[Pair, float]:
@@ -105,7 +109,7 @@ def rows(coll: Collection, plain: dict[Pair, float], counter: dict[Pair, float],
     out: dict[str, Any] = {}
     for w, v in values.items():
         out[str(w)] = {**ttc_stats.mean_ci(v), "vs_plain": ttc_stats.paired(v, values[0.0]) if w else None}
-        if coll.name == "contrast-dev":
+        if coll.name in ("contrast-dev", "exclude-dev"):
             sources = sorted({u.split(":")[0] for u in v})
             out[str(w)]["by_source"] = {s: round(sum(x for u, x in v.items() if u.startswith(s + ":"))
                                                   / sum(u.startswith(s + ":") for u in v), 4) for s in sources}
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--collections", default="msmarco-dev,nevir-train,contrast-dev")
     ap.add_argument("--contrast-dev", default=None, help="paired dev groups (rank1 distill contrast --dev-out)")
+    ap.add_argument("--exclude-dev", default=None, help="dev groups with the exclusion rules (exclude-dev)")
     ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
     ap.add_argument("--depth", type=int, default=100, help="DL19/DL20 BM25 candidates per query (msmarco-dev: 20)")
     ap.add_argument("--dev-queries", type=int, default=40)
@@ -141,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     weights = tuple(sorted({0.0, *args.weights}))
     names = args.collections.split(",")
-    if "contrast-dev" in names and not args.contrast_dev:
-        ap.error("contrast-dev needs --contrast-dev FILE")
+    if "contrast-dev" in names and not args.contrast_dev or "exclude-dev" in names and not args.exclude_dev:
+        ap.error("contrast-dev needs --contrast-dev FILE, exclude-dev --exclude-dev FILE")
     reranker = Reranker(RerankerConfig(contrast=0.0, model=args.model, mode="direct", fusion_weight=0.0,
                                        batch_size=args.batch_size, backend=args.backend,
                                        backend_options=backend_options(args.backend, dtype=args.dtype)), load=False)
@@ -154,8 +159,8 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             if name == "nevir-train":
                 coll = nevir_train()
-            elif name == "contrast-dev":
-                coll = contrast_dev(args.contrast_dev)
+            elif name in ("contrast-dev", "exclude-dev"):
+                coll = contrast_dev(args.contrast_dev if name == "contrast-dev" else args.exclude_dev, name)
             else:
                 coll = ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
                                      nevir_pairs=args.nevir_pairs, excluir_items=args.excluir_items,
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             plain = judged(reranker, coll, coll.topics, store)
             counter = judged(reranker, coll, flipped, store)
             report["collections"][name] = {
-                "metric": coll.metric, "units": len(coll.units), "queries": len(coll.run),
+                "metric": coll.metric, "units": len(coll.units), "queries": len({q for q, _ in coll.pairs}),
                 "flipped_queries": len(flipped), "pairs": len(plain), "counter_pairs": len(counter),
                 "seconds": round(time.perf_counter() - start, 1),
                 "weights": rows(coll, plain, counter, weights)}

@@ -138,6 +138,16 @@ VARIANTS = {
 }
 
 
+def counter_student(file: str, weight: str) -> list[str]:
+    """The default with counter-query contrast ``weight`` (benchmarks/counter.py): DL top-100 with the gain over
+    BM25, no top-20 run, NevIR paired accuracy, no rate; a collection not yet in the file: not measured."""
+    cols, bm25 = result(file)["collections"], collections("student_v3_top100.json", "rank1-0.5b-labels-v3")
+    q = {c: cols[c]["weights"][weight]["quality"] for c in (*DL, "nevir") if c in cols}
+    dl = [f"{num(q[c])} ({points(q[c] - bm25[c]['ndcg10_bm25'])})" if c in q else "not measured" for c in DL]
+    nevir_cell = f"{q['nevir']:.3f} (of {cols['nevir']['units']:,} pairs)" if "nevir" in q else "not measured"
+    return [*dl, "not measured", "not measured", nevir_cell, "—"]
+
+
 def shipped_models() -> str:
     """README: the shipped models' quality on TREC DL and NevIR, and their rate on this project's 2-core CPU."""
     bm25 = collections("student_v3_top100.json", "rank1-0.5b-labels-v3")
@@ -146,8 +156,10 @@ def shipped_models() -> str:
         ["`qwen2.5-coder-0.5b` (zero-shot base)", "direct, alone",
          *[num(collections("student_base_top100.json", "qwen2.5-coder-0.5b")[c]["ndcg10"]) for c in DL],
          *base_top20(), *nevir("student_base.json", "qwen2.5-coder-0.5b")],
-        ["**`rank1-0.5b-neg3`** (default: v3 + negation/exclusion pairs; explains itself)", "direct, alone",
-         *negation_student("negation_test_neg3.json")],
+        ["**`rank1-0.5b-neg3`** (default: v3 + negation/exclusion pairs; explains itself)",
+         "**direct, counter-query contrast 1.5** (the default since 2026-12-05)",
+         *counter_student("counter_test_neg3.json", "1.5")],
+        ["`rank1-0.5b-neg3` (the same)", "direct, alone (`--contrast 0`)", *negation_student("negation_test_neg3.json")],
         ["`rank1-0.5b-wise` (default before neg3: v3 + a negation student, WiSE-FT)", "direct, alone",
          *negation_student("negation_test_wise.json")],
         ["`rank1-0.5b-labels-v3` (default before wise)", "direct, alone",
@@ -310,6 +322,24 @@ def negation_test(name: str = "negation_test.json") -> str:
     return table(header, rows)
 
 
+def counter_test(name: str = "counter_test_neg3.json") -> str:
+    """benchmarks/README.md: counter-query contrast on the test collections (benchmarks/counter.py, its JSON
+    ``name``): each weight per collection with its interval, the flipped queries, and the difference to W = 0."""
+    report = result(name)
+    weights = [str(w) for w in report["weights"]]
+    rows = []
+    for coll, c in report["collections"].items():
+        cells = [f"{num(q['quality'], 3)} [{num(q['ci95'][0], 3)}, {num(q['ci95'][1], 3)}]"
+                 for w in weights for q in [c["weights"][w]]]
+        diffs = [f"{points(d['diff'])} {interval(d['ci95'])}" for w in weights[1:]
+                 for d in [c["weights"][w]["vs_plain"]]]
+        rows.append([f"{coll} ({c['metric']}, {c['units']:,} units)", f"{c['flipped_queries']} of {c['queries']}",
+                     *cells, *diffs])
+    header = ["collection (metric, units)", "queries flipped", *[f"W = {w}" for w in weights],
+              *[f"W = {w} - W = 0 (points)" for w in weights[1:]]]
+    return table(header, rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "negation-test": negation_test,
     "negation-test-neg2": lambda: negation_test("negation_test_neg2.json"),
@@ -318,6 +348,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "negation-test-neg2h": lambda: negation_test("negation_test_neg2h.json"),
     "negation-test-neg3": lambda: negation_test("negation_test_neg3.json"),
     "shipped-models": shipped_models,
+    "counter-test": counter_test,
     "v3-test": v3_test,
     "precision": precision,
     "speed-cpu": speed_cpu,
