@@ -440,3 +440,24 @@ def test_the_default_served_in_reasoning_mode_explains_its_direct_score(tmp_path
                                 for m in ("direct", "reasoning"))
             assert r["relevance_score"] == direct.score and r["reasoning_relevance_score"] == reasoned.score
             assert r["reasoning"] == reasoned.reasoning and reasoned.generated_tokens == r["generated_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_counter_query_contrast_is_served_as_the_reranker_scores(reranker: Any, tmp_path: Path) -> None:
+    """A reranker with counter-query contrast behind the service: a query with a negation scores as
+    ``Reranker.score`` scores it, and the store holds the counter-query's own direct judgement."""
+    from rank1.counter import counter_query
+    from rank1.store import ScoreStore
+
+    query = "why is the sky not blue"
+    contrasted = reranker.replace(contrast=1.0)
+    path = tmp_path / "scores.sqlite"
+    with BackgroundServer(contrasted, ServeConfig(port=0, log_level="warning", store=path)) as server:
+        with httpx.Client(base_url=server.url, timeout=300) as c:
+            body = c.post("/v1/rerank", json={"query": query, "documents": DOCS}).json()
+    expected = contrasted.score([(query, d) for d in DOCS])
+    assert _scores(body) == pytest.approx(dict(enumerate(j.score for j in expected)))
+    settings = contrasted.counter.store_settings
+    with ScoreStore(path) as store:
+        stored = store.get_many([settings.key(counter_query(query), d) for d in DOCS])
+    assert sorted(j.score for j in stored.values()) == pytest.approx(sorted(j.counter_score for j in expected))

@@ -8,7 +8,9 @@ half a batch written). Jobs whose reranker is a cascade (:class:`rank1.adaptive.
 and reasoning mode where the model's score blends reasoning with direct mode, as the default's does, or where
 its explainer reasons) run it across the whole batch: direct for every pair, then reasoning (by the explainer,
 if any) for the pairs it selects in each request, blended as the cascade blends; each stage is stored under
-its own settings, never the blend.
+its own settings, never the blend. Jobs whose reranker adds counter-query contrast
+(:class:`rank1.counter.CounterReranker`, the default model's setting) run their inner reranker as above, then
+their flipped queries in direct mode, stored under their own text, and combine the two as the reranker does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from rank1.adaptive import AdaptiveReranker
+from rank1.counter import CounterReranker, counter_query
 from rank1.scoring import Judgement
 from rank1.store import ScoreStore, StoreKey, StoreSettings
 
@@ -100,6 +103,8 @@ class ScoringEngine:
     def run(self, jobs: Sequence[Job]) -> list[JobResult]:
         """Judge a batch of jobs; one result per job, in order."""
         rerankers = [self._reranker(job.spec) for job in jobs]
+        contrasted = {i: r for i, r in enumerate(rerankers) if isinstance(r, CounterReranker)}
+        rerankers = [r.inner if i in contrasted else r for i, r in enumerate(rerankers)]
         cascades = {i: r for i, r in enumerate(rerankers) if isinstance(r, AdaptiveReranker)}
         judged, reused = self._judge([(cascades[i].direct if i in cascades else r, job.query, list(job.passages))
                                       for i, (job, r) in enumerate(zip(jobs, rerankers))])
@@ -110,6 +115,13 @@ class ScoringEngine:
             for (i, r), again, flags in zip(cascades.items(), deep, deep_reused):
                 for k, judgement, flag in zip(picks[i], again, flags):
                     judged[i][k], reused[i][k] = r.blend(judgement, judged[i][k]), flag
+        flipped = {i: q for i in contrasted if (q := counter_query(jobs[i].query)) is not None}
+        if flipped:
+            against, against_reused = self._judge([(contrasted[i].counter, q, list(jobs[i].passages))
+                                                   for i, q in flipped.items()])
+            for i, counter, flags in zip(flipped, against, against_reused):
+                judged[i] = [contrasted[i].contrasted(j, c) for j, c in zip(judged[i], counter)]
+                reused[i] = [own and other for own, other in zip(reused[i], flags)]  # cached: both stored
         return [JobResult(j, sum(r), self._tokens(job)) for job, j, r in zip(jobs, judged, reused)]
 
     def _judge(self, work: Sequence[tuple["Reranker", str, list[str]]]
