@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rank1.records import Document, Query, best_first
 from rank1.reranker import CompositeReranker, Reranker, RerankerConfig
 from rank1.results import RerankResult, RerankStats, rank_query
 from rank1.scoring import Judgement
 from rank1.students import explainer_for
-
 
 
 def select_for_reasoning(scores: Sequence[float], top: int, band: float, window: int | None = None,
