@@ -11,7 +11,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from rank1.io import read_qrels, read_rankllm
 from rank1.records import Document, Query
@@ -135,18 +135,18 @@ class DevGroup(NamedTuple):
     pair: str = ""
 
 
-def load_groups(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, Document], dict[str, Query],
-                                        dict[str, DevGroup]]:
-    """Training-format groups (``distill.msmarco.Group`` JSONL: relevant passage first) as a collection to rerank:
-    ``(run, corpus, topics, groups)`` with one query per group (``g{i}``), its passages as documents
-    (``g{i}_{j}``), and ``groups[g{i}]`` its :class:`DevGroup`."""
+def load_groups(source: str | Path | Iterable[Any]) -> tuple[dict[str, dict[str, float]], dict[str, Document],
+                                                             dict[str, Query], dict[str, DevGroup]]:
+    """Training-format groups (``distill.msmarco.Group`` JSONL: relevant passage first; or the groups themselves)
+    as a collection to rerank: ``(run, corpus, topics, groups)`` with one query per group (``g{i}``), its passages
+    as documents (``g{i}_{j}``), and ``groups[g{i}]`` its :class:`DevGroup`."""
     from distill.msmarco import read_groups
 
     run: dict[str, dict[str, float]] = {}
     corpus: dict[str, Document] = {}
     topics: dict[str, Query] = {}
     groups: dict[str, DevGroup] = {}
-    for i, g in enumerate(read_groups(path)):
+    for i, g in enumerate(read_groups(source) if isinstance(source, (str, Path)) else source):
         qid = f"g{i}"
         topics[qid] = Query(qid, g.query)
         docs = [f"{qid}_{j}" for j in range(len(g.passages))]
@@ -155,6 +155,11 @@ def load_groups(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str
         pair = re.sub(PAIRED[g.source], "", g.qid) if g.source in PAIRED else ""
         groups[qid] = DevGroup(g.source, docs[g.labels.index(1)], pair)
     return run, corpus, topics, groups
+
+
+def strict_first(scores: Mapping[str, float], positive: str) -> bool:
+    """Whether ``positive`` scores strictly above every other passage of ``scores`` (ties lose)."""
+    return all(scores[positive] > s for d, s in scores.items() if d != positive)
 
 
 def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, DevGroup]) -> dict[str, Any]:
@@ -166,8 +171,7 @@ def top1_by_source(scores: dict[str, dict[str, float]], groups: dict[str, DevGro
     hits: dict[str, list[int]] = {}
     pairs: dict[str, dict[str, list[int]]] = {}
     for qid, g in groups.items():
-        docs = scores[qid]
-        won = int(all(docs[g.positive] > s for d, s in docs.items() if d != g.positive))
+        won = int(strict_first(scores[qid], g.positive))
         hits.setdefault(g.source, []).append(won)
         hits.setdefault("all", []).append(won)
         if g.pair:

@@ -1,8 +1,9 @@
 """Counter-query contrast (``rank1 rerank --contrast W``, :mod:`rank1.counter`): each weight against none.
 
-Not a test. For one model in direct mode, every pair of each collection is judged twice through the score store:
-against its query, and against the query's negation (:func:`rank1.counter.counter_query`; queries no rule flips
-keep their plain score). Every weight of ``--weights`` is then scored from the same judgements, ``(P - W * P_counter
+Not a test. For one model, every pair of each collection is judged twice through the score store: against its
+query (in ``--mode``: direct, or reasoning at ``--budget`` with ``--direct-blend``), and against the query's
+negation (:func:`rank1.counter.counter_query`; queries no rule flips keep their plain score), in direct mode as
+``rank1 rerank --contrast`` does, or with ``--counter-mode same`` in the plain judgements' mode. Every weight of ``--weights`` is then scored from the same judgements, ``(P - W * P_counter
 + W) / (1 + W)``, with the mean over units, its 95% bootstrap interval and the paired difference to W = 0 (the
 plain direct score) with its 95% paired interval.
 
@@ -30,11 +31,10 @@ import time
 from typing import Any
 
 from benchmarks import ttc_data, ttc_stats
-from benchmarks._common import NEVIR_TRAIN, PAIRED, add_engine_arguments, header, write_json
+from benchmarks._common import NEVIR_TRAIN, PAIRED, add_engine_arguments, header, strict_first, write_json
 from benchmarks.ttc_data import Collection, Pair
 from rank1.backends import backend_options
 from rank1.counter import COUNTER_REVISION, contrast_score, counter_query
-from rank1.metrics import paired_accuracy, read_nevir_pairs
 from rank1.models import DEFAULT_MODEL
 from rank1.records import Query
 from rank1.reranker import Reranker, RerankerConfig
@@ -45,40 +45,30 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 DEV_PAIRED = ("nevir-train", "contrast-dev")
 
 
-def nevir_train() -> Collection:
-    """The 50 NevIR train pairs, one unit each (as :func:`benchmarks.ttc_data.nevir` for the test pairs)."""
-    topics, corpus, items = read_nevir_pairs(NEVIR_TRAIN)
-    run = {q: {d: 0.0 for d in (da, db)} for qa, da, qb, db in items for q in (qa, qb)}
-    units = {p.query_a: [(q, d) for q in (p.query_a, p.query_b) for d in (p.doc_a, p.doc_b)] for p in items}
-    by_unit = {p.query_a: p for p in items}
-    held = lambda r: [u for u, pairs in units.items() if all(q in r for q, _ in pairs)]  # noqa: E731
-    return Collection("nevir-train", "paired_accuracy", run, corpus, topics, units,
-                      lambda r: {u: paired_accuracy(r, [by_unit[u]]) for u in held(r)})
-
-
 def contrast_dev(path: str, name: str = "contrast-dev") -> Collection:
     """The NevIR-style pairs of a ``rank1 distill contrast --dev-out`` file: one unit per pair (``source:key``),
     1 when each of its groups ranks its relevant passage strictly first (the pooled ``paired`` of
     :func:`benchmarks._common.top1_by_source`, unit by unit); ``exclude-dev``: its exclusion groups (``exclude``,
-    ``exclude-pair``: the answer passage above the trap and the negatives), one unit each."""
+    ``exclude-pair``: the answer passage above the trap and the negatives), one unit each; ``exclude-hard``: the
+    harder groups :func:`distill.exclusion_dev.harden` makes of them (``append``, ``append-negated``: the answer
+    above itself with a sentence about the excluded term appended, and above the trap), one unit each."""
     from benchmarks._common import load_groups
+    from distill.exclusion_dev import harden
+    from distill.msmarco import read_groups
 
-    run, corpus, topics, groups = load_groups(path)
+    run, corpus, topics, groups = load_groups(harden(read_groups(path)) if name == "exclude-hard" else path)
     units: dict[str, list[Pair]] = {}
     for qid, g in groups.items():
         key = (f"{g.source}:{g.pair}" if name == "contrast-dev" and g.source in PAIRED else
-               f"{g.source}:{qid}" if name == "exclude-dev" and g.source.startswith("exclude") else None)
+               f"{g.source}:{qid}" if name != "contrast-dev" and g.source.startswith(("exclude", "append"))
+               else None)
         if key is not None:
             units.setdefault(key, []).extend((qid, d) for d in run[qid])
     members = {u: sorted({q for q, _ in pairs}) for u, pairs in units.items()}
 
-    def won(r: dict[str, dict[str, float]], q: str) -> bool:
-        best = groups[q].positive
-        return all(r[q][best] > s for d, s in r[q].items() if d != best)
-
     return Collection(name, "paired_accuracy" if name == "contrast-dev" else "top1", run, corpus, topics, units,
-                      lambda r: {u: float(all(won(r, q) for q in qs)) for u, qs in members.items()
-                                 if all(q in r for q in qs)})
+                      lambda r: {u: float(all(strict_first(r[q], groups[q].positive) for q in qs))
+                                 for u, qs in members.items() if all(q in r for q in qs)})
 
 
 def counter_topics(coll: Collection) -> dict[str, Query]:
@@ -109,7 +99,7 @@ def rows(coll: Collection, plain: dict[Pair, float], counter: dict[Pair, float],
     out: dict[str, Any] = {}
     for w, v in values.items():
         out[str(w)] = {**ttc_stats.mean_ci(v), "vs_plain": ttc_stats.paired(v, values[0.0]) if w else None}
-        if coll.name in ("contrast-dev", "exclude-dev"):
+        if coll.name in ("contrast-dev", "exclude-dev", "exclude-hard"):
             sources = sorted({u.split(":")[0] for u in v})
             out[str(w)]["by_source"] = {s: round(sum(x for u, x in v.items() if u.startswith(s + ":"))
                                                   / sum(u.startswith(s + ":") for u in v), 4) for s in sources}
@@ -133,33 +123,42 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--collections", default="msmarco-dev,nevir-train,contrast-dev")
     ap.add_argument("--contrast-dev", default=None, help="paired dev groups (rank1 distill contrast --dev-out)")
-    ap.add_argument("--exclude-dev", default=None, help="dev groups with the exclusion rules (exclude-dev)")
+    ap.add_argument("--exclude-dev", default=None,
+                    help="dev groups with the exclusion rules (exclude-dev, and exclude-hard made of them)")
     ap.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
     ap.add_argument("--depth", type=int, default=100, help="DL19/DL20 BM25 candidates per query (msmarco-dev: 20)")
     ap.add_argument("--dev-queries", type=int, default=40)
     ap.add_argument("--nevir-pairs", type=int, default=1000)
     ap.add_argument("--excluir-items", type=int, default=1000)
     ap.add_argument("--limit", type=int, default=0, help="first N queries / pairs / items of each (smoke tests)")
+    ap.add_argument("--mode", choices=("direct", "reasoning"), default="direct", help="the plain judgements' mode")
+    ap.add_argument("--budget", type=int, default=128, help="reasoning mode's thinking budget (tokens)")
+    ap.add_argument("--direct-blend", type=float, default=0.0, help="reasoning mode: weight of the direct P(true)")
+    ap.add_argument("--counter-mode", choices=("direct", "same"), default="direct",
+                    help="the counter-queries' mode: direct (as rank1's contrast) or the plain judgements' mode")
     add_engine_arguments(ap, batch_size=16)
     ap.add_argument("--store", default=None, help="score store (resumes; default: rank1's score cache)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     weights = tuple(sorted({0.0, *args.weights}))
     names = args.collections.split(",")
-    if "contrast-dev" in names and not args.contrast_dev or "exclude-dev" in names and not args.exclude_dev:
-        ap.error("contrast-dev needs --contrast-dev FILE, exclude-dev --exclude-dev FILE")
-    reranker = Reranker(RerankerConfig(contrast=0.0, model=args.model, mode="direct", fusion_weight=0.0,
-                                       batch_size=args.batch_size, backend=args.backend,
-                                       backend_options=backend_options(args.backend, dtype=args.dtype)), load=False)
+    if "contrast-dev" in names and not args.contrast_dev or {"exclude-dev", "exclude-hard"} & set(names) and not (
+            args.exclude_dev):
+        ap.error("contrast-dev needs --contrast-dev FILE, exclude-dev and exclude-hard --exclude-dev FILE")
+    config = RerankerConfig(contrast=0.0, model=args.model, mode=args.mode, budget=args.budget, fusion_weight=0.0,
+                            direct_blend=args.direct_blend, batch_size=args.batch_size, backend=args.backend,
+                            backend_options=backend_options(args.backend, dtype=args.dtype))
+    reranker = Reranker(config, load=False)
+    counter = reranker if args.counter_mode == "same" else reranker.replace(mode="direct", direct_blend=0.0)
     report: dict[str, Any] = {**header(), "model": args.model, **reranker.meta,
                               "engine": reranker.store_settings.engine, "counter_revision": COUNTER_REVISION,
-                              "weights": list(weights), "collections": {}}
+                              "counter_mode": counter.config.mode, "weights": list(weights), "collections": {}}
     with ScoreStore(args.store or default_store_path()) as store:
         for name in names:
             start = time.perf_counter()
             if name == "nevir-train":
-                coll = nevir_train()
-            elif name in ("contrast-dev", "exclude-dev"):
+                coll = ttc_data.nevir(args.limit, NEVIR_TRAIN, "nevir-train")
+            elif name in ("contrast-dev", "exclude-dev", "exclude-hard"):
                 coll = contrast_dev(args.contrast_dev if name == "contrast-dev" else args.exclude_dev, name)
             else:
                 coll = ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
@@ -167,16 +166,16 @@ def main(argv: list[str] | None = None) -> None:
                                      dev_queries=args.dev_queries)[name]
             flipped = counter_topics(coll)
             plain = judged(reranker, coll, coll.topics, store)
-            counter = judged(reranker, coll, flipped, store)
+            counters = judged(counter, coll, flipped, store)
             report["collections"][name] = {
                 "metric": coll.metric, "units": len(coll.units), "queries": len({q for q, _ in coll.pairs}),
-                "flipped_queries": len(flipped), "pairs": len(plain), "counter_pairs": len(counter),
+                "flipped_queries": len(flipped), "pairs": len(plain), "counter_pairs": len(counters),
                 "seconds": round(time.perf_counter() - start, 1),
-                "weights": rows(coll, plain, counter, weights)}
+                "weights": rows(coll, plain, counters, weights)}
             report["chosen"] = choose(report)
             write_json(args.out, report)
             print(name, {w: r["quality"] for w, r in report["collections"][name]["weights"].items()}, flush=True)
-    reranker.close()
+    reranker.close()  # the counter reranker shares its model
 
 
 if __name__ == "__main__":

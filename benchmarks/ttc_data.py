@@ -14,6 +14,7 @@ BM25 index over the set's own passages, so that every collection has a BM25 line
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from benchmarks._common import NEVIR_TEST, SHARED, load_trec_dl, top
@@ -126,15 +127,16 @@ def vaswani(queries: int, depth: int) -> Collection:
     return ranked("vaswani", index.search_many(topics, depth, progress=False), corpus, topics, qrels)
 
 
-def nevir(pairs: int) -> Collection:
-    """NevIR: the first ``pairs`` test pairs, one unit each (both queries right: 1, else 0)."""
-    topics, corpus, items = read_nevir_pairs(NEVIR_TEST)
-    items = items[:pairs]
+def nevir(pairs: int, path: Path = NEVIR_TEST, name: str = "nevir") -> Collection:
+    """NevIR: the first ``pairs`` test pairs (0: all) of ``path``, one unit each (both queries right: 1, else
+    0); ``path=NEVIR_TRAIN, name="nevir-train"`` gives the 50 train pairs, a dev set."""
+    topics, corpus, items = read_nevir_pairs(path)
+    items = items[:pairs] if pairs else items
     run = bm25_scores({q: (da, db) for qa, da, qb, db in items for q in (qa, qb)}, corpus, topics)
     units = {p.query_a: [*_judgeable(run, corpus, p.query_a, (p.doc_a, p.doc_b)),
                          *_judgeable(run, corpus, p.query_b, (p.doc_a, p.doc_b))] for p in items}
     by_unit = {p.query_a: p for p in items}
-    return Collection("nevir", "paired_accuracy", run, corpus, topics, units,
+    return Collection(name, "paired_accuracy", run, corpus, topics, units,
                       lambda r: {u: paired_accuracy(r, [by_unit[u]]) for u in _held(r, units)})
 
 

@@ -91,6 +91,12 @@ def test_counter_script(run_script) -> None:
     assert all(c["weights"]["1.0"]["vs_plain"]["units"] == 1 for c in cols.values())
     again = run_script("counter.py", *args)
     assert again["collections"]["nevir"]["weights"] == cols["nevir"]["weights"]
+    # reasoning mode, the counter-queries reasoned too, on the first NevIR train pair (a dev set)
+    reasoned = run_script("counter.py", "--limit", "1", "--collections", "nevir-train", "--weights", "1",
+                          "--mode", "reasoning", "--budget", "4", "--counter-mode", "same")
+    row = reasoned["collections"]["nevir-train"]
+    assert reasoned["mode"] == reasoned["counter_mode"] == "reasoning" and row["units"] == 1
+    assert row["pairs"] == 4 and row["flipped_queries"] == 1 and row["counter_pairs"] == 2  # "was not achieved"
 
 
 def test_negation_script(run_script) -> None:

@@ -20,19 +20,26 @@ from rank1.records import Document, Query
         ("a town without a railway", "a town with a railway"),
         ("Which age group had no individuals below the line?", "Which age group had some individuals below the line?"),
         ("Who failed to win the title?", "Who win the title?"),
-        # an exclusion clause: no counter-query ("X including Y" is answered by the passage the user wants)
-        ("What is aTelecine's role, excluding any information about Sasha Grey?", None),
-        ("symptoms of flu except fever", None),
-        ("What causes blisters, but not the role of serum?", None),
-        ("Which parks, not those in Paris, allow dogs?", None),
-        ("the history of the town, without mentioning the war", None),
+        ("Which album did not include the single?", "Which album did include the single?"),  # past: a claim
+        # an exclusion clause: the excluded part alone (what the answer must not be about)
+        ("What is aTelecine's role, excluding any information about Sasha Grey?", "Sasha Grey"),
+        ("symptoms of flu except fever", "fever"),
+        ("What causes blisters, but not the role of serum?", "the role of serum"),
+        ("Which parks, not those in Paris, allow dogs?", "those in Paris"),
+        ("the history of the town, without mentioning the war", "the war"),
+        # ... and requests that hold a negation
+        ("where was anthony hopkins born, but I don't want anything about Hannibal", "Hannibal"),
+        ("what year was he born. Do not include information about the move", "the move"),
+        ("river otters, with no mention of Canada", "Canada"),
+        ("solar panels; the passage should not discuss subsidies", "subsidies"),
+        ("I don't want to know about cats, tell me about dogs", "cats"),
         # no negation or exclusion cue, no counter-query (a topical query keeps its plain score)
         ("What was the willing fate of the prisoners?", None),
         ("How does the body produce insulin?", None),
         ("anthony hopkins birthplace", None),
     ],
 )
-def test_counter_query_removes_a_negation_by_one_rule(query: str, expected: str | None) -> None:
+def test_counter_query_is_the_excluded_part_or_the_query_without_its_negation(query: str, expected: str | None) -> None:
     assert counter_query(query) == expected
 
 
@@ -85,25 +92,28 @@ def test_contrast_discounts_each_pair_by_its_counter_query(smollm2_ref, tmp_path
         "b": "The 1999 final went to penalties after the score stayed 1-1 in regulation.",
         "c": "Penalty shootouts decide drawn knockout matches."}.items()}
     topics = {"q1": Query("q1", "Which final was not decided in regulation?"),
-              "q2": Query("q2", "1999 final penalties")}
+              "q2": Query("q2", "1999 final penalties"),  # a negation in its instruction only
+              "q3": Query("q3", "1999 final penalties", "Passages that do not name the winner are irrelevant.")}
     run = {q: {"a": 3.0, "b": 2.0, "c": 1.0} for q in topics}
     base = Reranker(model=smollm2_ref.name, cache_dir=str(Path(smollm2_ref.path).parent), batch_size=2,
                     mode="direct", backend_options={"dtype": "float32"})
     plain = base.rerank_run(run, corpus, topics, depth=3, progress=False)
-    flipped = {"q1": Query("q1", counter_query(topics["q1"].text))}
-    against = base.rerank_run({"q1": run["q1"]}, corpus, flipped, depth=3, progress=False)
+    # the counter-query is made from the query with its instruction, as the model reads it
+    flipped = {q: Query(q, counter_query(topics[q].full_text)) for q in ("q1", "q3")}
+    assert flipped["q3"].text == "1999 final penalties Passages that do name the winner are irrelevant."
+    against = base.rerank_run({q: run[q] for q in flipped}, corpus, flipped, depth=3, progress=False)
     with ScoreStore(tmp_path / "s.sqlite") as store:
         contrasted = base.replace(contrast=1.0).rerank_run(run, corpus, topics, depth=3, progress=False, store=store)
-        assert store.count() == 9 and contrasted.stats.counter == 3 and contrasted.stats.judged == 9
+        assert store.count() == 15 and contrasted.stats.counter == 6 and contrasted.stats.judged == 15
         again = base.replace(contrast=1.0).rerank_run(run, corpus, topics, depth=3, progress=False, store=store)
-        assert again.stats.judged == 0 and again.stats.cached == 9
+        assert again.stats.judged == 0 and again.stats.cached == 15
     p = {(q, d.doc_id): d.judgement.score for q, docs in plain.run.items() for d in docs}
-    c = {d.doc_id: d.judgement.score for d in against.run["q1"]}
+    c = {(q, d.doc_id): d.judgement.score for q, docs in against.run.items() for d in docs}
     for q, docs in contrasted.run.items():
         for doc in docs:
-            if q == "q1":
-                assert doc.judgement.score == pytest.approx(contrast_score(p[q, doc.doc_id], c[doc.doc_id], 1.0))
-                assert doc.judgement.counter_score == pytest.approx(c[doc.doc_id])
+            if q in flipped:
+                assert doc.judgement.score == pytest.approx(contrast_score(p[q, doc.doc_id], c[q, doc.doc_id], 1.0))
+                assert doc.judgement.counter_score == pytest.approx(c[q, doc.doc_id])
             else:
                 assert doc.judgement.score == pytest.approx(p[q, doc.doc_id]) and doc.judgement.counter_score is None
     assert contrasted.meta["contrast"] == 1.0
