@@ -27,9 +27,9 @@ Parts (``--parts``; each writes its rows into the same JSON, so the slow quality
 at different times and speed can be measured with the CPU to itself):
 
 * ``quality``: the default model in direct mode on DL19/DL20 BM25 top ``--depth`` of every judged query
-  (nDCG@10) and the first ``--nevir-pairs`` NevIR test pairs (paired accuracy); against float32 the paired
-  difference with a 95% bootstrap interval (queries, resp. pairs, resampled). Judgements go through the score
-  store, so the part resumes.
+  (nDCG@10) and the first ``--nevir-pairs`` NevIR test pairs (paired accuracy), with counter-query contrast
+  ``--contrast`` (default 0: the plain direct score); against float32 the paired difference with a 95% bootstrap
+  interval (queries, resp. pairs, resampled). Judgements go through the score store, so the part resumes.
 * ``speed``: direct mode on the first ``--speed-pairs`` DL19 pairs and reasoning mode (``--reasoning-model`` at
   budget ``--budget``) on the first ``--reasoning-pairs``; no store; pairs/s and generated tokens/s, under
   ``--speed-label`` (run it again with the libraries limited to AVX2 to time an AVX2-only CPU on this one).
@@ -87,10 +87,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def reranker(variant: str, **settings: Any) -> Reranker:
-    """A reranker of ``variant`` (``model=None``: rank1's default model)."""
+    """A reranker of ``variant`` (``model=None``: rank1's default model; no counter-query contrast unless
+    ``contrast`` is given)."""
     backend, options = VARIANTS[variant]
-    settings = {k: v for k, v in settings.items() if not (k == "model" and v is None)}
-    return Reranker(RerankerConfig(contrast=0.0, fusion_weight=0.0, backend=backend, backend_options=options, **settings))
+    settings = {"contrast": 0.0, **{k: v for k, v in settings.items() if not (k == "model" and v is None)}}
+    return Reranker(RerankerConfig(fusion_weight=0.0, backend=backend, backend_options=options, **settings))
 
 
 def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str, str]]) -> dict[str, float]:
@@ -101,20 +102,21 @@ def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str,
 
 
 def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], store: ScoreStore,
-            report: dict[str, Any]) -> None:
-    """Judge every collection with ``variant`` in direct mode; record quality and the paired difference to
-    float32 (which must come first, with the same model)."""
+            report: dict[str, Any], contrast: float = 0.0) -> None:
+    """Judge every collection with ``variant`` in direct mode (with counter-query ``contrast``); record quality and
+    the paired difference to float32 (which must come first, with the same model and contrast)."""
     entry = report["variants"].setdefault(variant, {})
-    with reranker(variant, model=model, mode="direct", batch_size=8) as r:
+    with reranker(variant, model=model, mode="direct", batch_size=8, contrast=contrast) as r:
         entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1], engine=r.store_settings.engine,
-                     model=r.meta["model"], quality_cpu=describe_cpu())
+                     model=r.meta["model"], contrast=contrast, quality_cpu=describe_cpu())
         for name, c in data.items():
             result = r.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
             ranked = reweight(result, c["run"], 0.0)
             units = pair_hits(ranked, c["pairs"]) if "pairs" in c else per_query(ranked, c["qrels"])
             row: dict[str, Any] = {c["metric"]: c["measure"](ranked), "judgements": sum(map(len, ranked.values()))}
             exact = report["variants"].get("float32", {})
-            reference = exact.get("units", {}).get(name) if exact.get("model") == entry["model"] else None
+            same = exact.get("model") == entry["model"] and exact.get("contrast", 0.0) == contrast
+            reference = exact.get("units", {}).get(name) if same else None
             if variant != "float32" and reference:
                 row["diff_vs_float32"] = sum(units[u] - reference[u] for u in units) / len(units)
                 row["diff_ci95_vs_float32"] = bootstrap_ci(units, reference)
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="rank1-0.5b-labels-v3",
                     help="the direct-mode model (default: the one whose float32 reference is in quantized.json; the "
                          "default model until 2026-12-02)")
+    ap.add_argument("--contrast", type=float, default=0.0, help="quality: counter-query contrast W (rank1 rerank "
+                    "--contrast; 0: the plain direct score)")
     ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--nevir-pairs", type=int, default=300)
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = args.variants.split(",")
     with ScoreStore(args.store) as store:
         for variant in variants if "quality" in args.parts else []:
-            quality(variant, args.model, data, store, report)
+            quality(variant, args.model, data, store, report, args.contrast)
             write_json(args.out, report)
     for variant in variants if "speed" in args.parts else []:
         speed(variant, args, data, report)

@@ -349,6 +349,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "negation-test-neg3": lambda: negation_test("negation_test_neg3.json"),
     "shipped-models": shipped_models,
     "counter-test": counter_test,
+    "counter-test-rev3": lambda: counter_test("counter_test_neg3_rev3.json"),
     "v3-test": v3_test,
     "precision": precision,
     "speed-cpu": speed_cpu,

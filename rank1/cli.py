@@ -109,9 +109,10 @@ def rerank(
                                                  "extra forward). Default: the model's, chosen on dev (else 0)."),
     contrast: Optional[float] = typer.Option(None, "--contrast", help="Counter-query contrast W, for queries with "
                                              "a negation or exclusion ('not', 'except', ...): a pair scores "
-                                             "(P(true) - W*P(true | the query with it flipped) + W)/(1+W) (one extra "
-                                             "forward a pair). Default: the model's, chosen on dev (the default "
-                                             "model: 1.5; else 0). 0: off."),
+                                             "(P(true) - W*P(true | counter-query) + W)/(1+W), the counter-query "
+                                             "being the query without its negation, or what an exclusion excludes "
+                                             "(one extra forward a pair). Default: the model's, chosen on dev (the "
+                                             "default model: 1.5; else 0). 0: off."),
     template: Optional[str] = typer.Option(None, "--template", help=_TEMPLATE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Pairs per forward pass."),
     max_passage_tokens: int = typer.Option(512, "--max-passage-tokens", help="Longer passages are truncated (and counted)."),
