@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                          "default model until 2026-12-02)")
     ap.add_argument("--contrast", type=float, default=0.0, help="quality: counter-query contrast W (rank1 rerank "
                     "--contrast; 0: the plain direct score)")
+    ap.add_argument("--collections", default="dl19,dl20,nevir", help="quality: which of dl19, dl20, nevir")
     ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--nevir-pairs", type=int, default=300)
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     data = collections(args.queries, args.depth, args.nevir_pairs)
+    quality_data = {name: c for name, c in data.items() if name in args.collections.split(",")}
     report: dict[str, Any] = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"variants": {}}
     choice = cpu_dtype_choice()
     report.update(header(), depth=args.depth, nevir_pairs=args.nevir_pairs, auto_dtype=choice.dtype,
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = args.variants.split(",")
     with ScoreStore(args.store) as store:
         for variant in variants if "quality" in args.parts else []:
-            quality(variant, args.model, data, store, report, args.contrast)
+            quality(variant, args.model, quality_data, store, report, args.contrast)
             write_json(args.out, report)
     for variant in variants if "speed" in args.parts else []:
         speed(variant, args, data, report)

@@ -83,9 +83,10 @@ def test_counter_script(run_script) -> None:
     cols = report["collections"]
     assert set(cols) == {"nevir", "boolq", "dl19"} and report["chosen"] is None  # no dev rows: nothing chosen
     # NevIR's first pair: one query holds a negation ("is not banned"), the other none; BoolQuestions' first item
-    # an exclusion ("excluding ..."), which is not flipped
+    # an exclusion ("excluding antibiotic choices ..."), judged against the excluded part; DL19's a topical query
     assert cols["nevir"]["pairs"] == 4 and cols["nevir"]["flipped_queries"] == 1 and cols["nevir"]["counter_pairs"] == 2
-    assert cols["boolq"]["flipped_queries"] == 0 and cols["dl19"]["flipped_queries"] == 0
+    assert cols["boolq"]["flipped_queries"] == 1 and cols["boolq"]["counter_pairs"] == 2
+    assert cols["dl19"]["flipped_queries"] == 0
     assert all(set(c["weights"]) == {"0.0", "0.5", "1.0"} and c["weights"]["0.0"]["vs_plain"] is None
                for c in cols.values())
     assert all(c["weights"]["1.0"]["vs_plain"]["units"] == 1 for c in cols.values())
