@@ -355,6 +355,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "speed-cpu": speed_cpu,
     "quantized": quantized,
     "quantized-neg3": lambda: quantized("quantized_neg3.json", measured_only=True),
+    "quantized-neg3-contrast": lambda: quantized("quantized_neg3_contrast.json", measured_only=True),
     "quantized-speed": quantized_speed,
     "ttc": lambda: ttc_report.table(result("ttc.json")),
     "ttc-neg2h": lambda: ttc_report.table(result("ttc_neg2h.json")),
