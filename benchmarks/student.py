@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--queries", type=int, default=0, help="DL19/DL20: only the first N judged queries (0: all)")
     ap.add_argument("--nevir-pairs", type=int, default=200)
+    ap.add_argument("--nevir-train-pairs", type=int, default=0, help="nevir-train: only the first N pairs (0: all 50)")
     ap.add_argument("--contrast-dev", default=None, help="groups JSONL of `rank1 distill contrast --dev-out` "
                     "(the contrast-dev collection)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {**header(), "mode": args.mode, "budget": args.budget if args.mode == "reasoning" else 0,
                               "depth": args.depth, "backend": args.backend, "queries_limit": args.queries,
                               "dev_queries": args.dev_queries, "nevir_pairs": args.nevir_pairs,
+                              "nevir_train_pairs": args.nevir_train_pairs,
                               "models": {}}
     data: dict[str, dict[str, Any]] = {}
     if "msmarco-dev" in names:
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             c = load_trec_dl(name, args.queries)
             run = {q: {d: c.run[q][d] for d in top(docs, args.depth)} for q, docs in c.run.items()}
             data[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "qrels": c.qrels, "depth": args.depth}
-    for name, path, limit in (("nevir", NEVIR_TEST, args.nevir_pairs), ("nevir-train", NEVIR_TRAIN, 0)):
+    for name, path, limit in (("nevir", NEVIR_TEST, args.nevir_pairs), ("nevir-train", NEVIR_TRAIN, args.nevir_train_pairs)):
         if name in names:
             topics, corpus, pairs = read_nevir_pairs(path)
             pairs = pairs[:limit] if limit else pairs

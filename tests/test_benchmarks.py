@@ -199,18 +199,20 @@ def test_student_script_dev_collections(run_script, tmp_path: Path) -> None:
     dev = tmp_path / "contrast_dev.jsonl"
     write_groups(dev, [Group("a", "what is not red", ("p", "n"), ("Grass is green.", "Grass is red."), (1, 0),
                              "negate-answer")])
-    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev))
+    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev),
+                        "--nevir-train-pairs", "3")
     rows = report["models"]["smollm2-135m"]["collections"]
-    assert rows["nevir-train"]["pairs"] == 200 and 0.0 <= rows["nevir-train"]["paired_accuracy"] <= 1.0
+    assert rows["nevir-train"]["pairs"] == 12 and 0.0 <= rows["nevir-train"]["paired_accuracy"] <= 1.0
     assert rows["contrast-dev"]["pairs"] == 2 and set(rows["contrast-dev"]["top1"]) == {"all", "negate-answer"}
 
 
 def test_precision_script(run_script) -> None:
-    report = run_script("precision.py", "--collections", "dl19", "--queries", "1", "--depth", "4")
+    # two passages: bfloat16 is emulated (about 100x slower than float32) on CPUs without bfloat16 units
+    report = run_script("precision.py", "--collections", "dl19", "--queries", "1", "--depth", "2")
     v = report["variants"]
     assert set(v) == {"float32", "bfloat16", "bfloat16-raw"} and v["bfloat16"]["float32_answers"]
     fp32, bf16 = v["float32"]["collections"]["dl19"], v["bfloat16"]["collections"]["dl19"]
-    assert fp32["judgements"] == bf16["judgements"] == 4 and bf16["distinct_scores"] == 4
+    assert fp32["judgements"] == bf16["judgements"] == 2 and bf16["distinct_scores"] == 2
     assert bf16["max_abs_p_true_diff_vs_float32"] <= 0.02 and "answers=float32" in v["bfloat16"]["engine"]
     assert "answers=" not in v["float32"]["engine"]
 
