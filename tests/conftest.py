@@ -25,8 +25,10 @@ for an hour has grown to about 9 GB: together they ran out of a 24 GB machine (2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run :data:`FIRST` before the other files, each in its own order (a stable sort)."""
-    items.sort(key=lambda item: item.path.name not in FIRST)
+    """Run :data:`FIRST` before the other files, and in them the tests that start their own vLLM engine before
+    those that share the module's (``vllm_backend``), so that two engines are never alive together; otherwise
+    each file in its own order (a stable sort)."""
+    items.sort(key=lambda item: (item.path.name not in FIRST, "vllm_backend" in getattr(item, "fixturenames", ())))
 
 
 @pytest.fixture(scope="session")
