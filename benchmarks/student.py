@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
             c = load_trec_dl(name, args.queries)
             run = {q: {d: c.run[q][d] for d in top(docs, args.depth)} for q, docs in c.run.items()}
             data[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "qrels": c.qrels, "depth": args.depth}
-    for name, path, limit in (("nevir", NEVIR_TEST, args.nevir_pairs), ("nevir-train", NEVIR_TRAIN, args.nevir_train_pairs)):
+    for name, path, limit in (("nevir", NEVIR_TEST, args.nevir_pairs),
+                              ("nevir-train", NEVIR_TRAIN, args.nevir_train_pairs)):
         if name in names:
             topics, corpus, pairs = read_nevir_pairs(path)
             pairs = pairs[:limit] if limit else pairs
