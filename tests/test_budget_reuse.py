@@ -16,7 +16,7 @@ def test_a_trace_that_stopped_before_its_budget_is_the_trace_at_a_larger_one(
     from rank1.reranker import Reranker
     from rank1.store import ScoreStore
 
-    pairs = sample_pairs[:6]
+    pairs = sample_pairs[:3]  # one batch: reasoning on the default model is slow on CPUs without bf16 units
     with Reranker(mode="reasoning", budget=96, direct_blend=0.0, batch_size=3) as small:
         large = small.replace(budget=160)
         short, long = small.score(pairs), large.score(pairs)
