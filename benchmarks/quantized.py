@@ -12,6 +12,8 @@ Not a test. Each variant is a backend with its options:
   ct2-int8     ctranslate2, ``compute_type=int8``: int8 weights per output channel (``--backend ctranslate2``).
   ov-int8      openvino, ``weight_format=int8``: NNCF int8 weights per output channel, activations quantized on the
                fly in groups of 32 (OpenVINO's CPU default; ``--backend openvino``).
+  ov-int8-wo, ov-int4-wo
+               the same weights with exact (float) activations, weight-only (``activation_group=0``).
   ov-int4      openvino, ``weight_format=int4``: NNCF int4 weights in groups of 128 (embeddings and output layer int8).
   ov-int8-bf16, ov-int4-bf16
                the same with ``dtype=bfloat16``: OpenVINO computes the activations and holds the key/value cache in
@@ -77,6 +79,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
     "ov-int8": ("openvino", {"weight_format": "int8"}),
     "ov-int4": ("openvino", {"weight_format": "int4"}),
+    "ov-int8-wo": ("openvino", {"weight_format": "int8", "activation_group": 0}),
+    "ov-int4-wo": ("openvino", {"weight_format": "int4", "activation_group": 0}),
     "ov-int8-bf16": ("openvino", {"weight_format": "int8", "dtype": "bfloat16"}),
     "ov-int4-bf16": ("openvino", {"weight_format": "int4", "dtype": "bfloat16"}),
     "lcpp-q8_0": ("llamacpp", {"weight_format": "q8_0"}),

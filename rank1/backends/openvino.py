@@ -3,8 +3,8 @@
 OpenVINO with NNCF (``pip install 'rank1[openvino]'``) runs an exported copy of the model whose weights NNCF
 compressed to int8 (asymmetric, per output channel) or int4 (asymmetric, per group of 128 inputs, smaller where a
 layer's width needs it; embeddings and output layer int8), as optimum-intel's ``OVWeightQuantizationConfig``
-does. OpenVINO's CPU plugin quantizes activations to int8 in groups of 32 inside the compressed matrix products;
-the rest computes in float32, or in bfloat16 with ``dtype="bfloat16"``. optimum-intel itself is not used (its
+does. OpenVINO's CPU plugin quantizes activations to int8 in groups of 32 inside the compressed matrix products
+(``activation_group=0`` keeps them exact: weight-only compression); the rest computes in float32, or in bfloat16 with ``dtype="bfloat16"``. optimum-intel itself is not used (its
 releases want transformers < 5.6; 2.2.0 fails to import on 5.19): the model is traced with OpenVINO's converter
 and compressed by ``nncf.compress_weights``.
 
@@ -44,6 +44,10 @@ INT4_GROUP = 128
 """int4 weights get one scale per this many inputs (optimum-intel's default)."""
 
 
+ACTIVATION_GROUP = 32
+"""OpenVINO's CPU default for ``DYNAMIC_QUANTIZATION_GROUP_SIZE``: inside a compressed matrix product the
+activations are quantized to int8 in groups of this many (the default of ``activation_group``)."""
+
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}
 """OpenVINO's ``INFERENCE_PRECISION_HINT`` (and key/value cache precision) for each ``dtype``."""
 
@@ -57,11 +61,15 @@ class OpenVINOOptions(EngineOptions):
             activations and holds the key/value cache in (its ``INFERENCE_PRECISION_HINT``).
         weight_format: ``"int8"`` (the default), ``"int4"``, or ``"fp32"`` (uncompressed, to check the engine
             against the exact path).
+        activation_group: The group size of OpenVINO's dynamic int8 quantization of the activations inside
+            compressed matrix products (its ``DYNAMIC_QUANTIZATION_GROUP_SIZE``; 32, OpenVINO's CPU default), or 0
+            to keep the activations exact (float32 or bfloat16, as ``dtype`` says) with only the weights compressed.
         threads: Threads per inference (0: OpenVINO's default, every core); only speed, so not part of
             score-store keys.
     """
 
     weight_format: str = "int8"
+    activation_group: int = ACTIVATION_GROUP
 
     ENGINE: ClassVar[str] = "openvino"
     DTYPES: ClassVar[tuple[str, ...]] = tuple(PRECISION_HINTS)
@@ -70,6 +78,17 @@ class OpenVINOOptions(EngineOptions):
         super().__post_init__()
         if self.weight_format not in WEIGHT_FORMATS:
             raise ValueError(f"weight_format must be {', '.join(WEIGHT_FORMATS)}, not {self.weight_format!r}")
+        if not isinstance(self.activation_group, int) or self.activation_group < 0:
+            raise ValueError(f"activation_group must be 0 (exact activations) or a group size, "
+                             f"not {self.activation_group!r}")
+
+    def key_items(self) -> dict[str, Any]:
+        """As :meth:`BackendOptions.key_items`, with ``activation_group`` left out at OpenVINO's default (the
+        judgements stored before the option existed were made so, and keep their keys)."""
+        items = super().key_items()
+        if self.activation_group == ACTIVATION_GROUP:
+            del items["activation_group"]
+        return items
 
 
 def _require() -> None:
@@ -244,6 +263,7 @@ class OpenVINOBackend(BaseBackend):
 
         hint = PRECISION_HINTS[o.resolved_dtype()]
         config = {"INFERENCE_PRECISION_HINT": hint, "KV_CACHE_PRECISION": hint,
+                  "DYNAMIC_QUANTIZATION_GROUP_SIZE": o.activation_group,
                   **({"INFERENCE_NUM_THREADS": o.threads} if o.threads else {})}
         try:
             self.compiled = ov.Core().compile_model(str(path / "openvino_model.xml"), "CPU", config)
