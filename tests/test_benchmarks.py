@@ -284,3 +284,13 @@ def test_student_paired_at_own_weights() -> None:
     assert list(out) == ["b (w=0.0) - a (w=0.4)"]
     row = out["b (w=0.0) - a (w=0.4)"]["dl20"]
     assert row["diff"] == round((0.2 + 0.3) / 2, 4) and row["ci95"][0] <= row["diff"] <= row["ci95"][1]
+
+
+def test_gemm_rate_script(tmp_path: Path) -> None:
+    from benchmarks import gemm_rate
+
+    out = tmp_path / "gemm.json"
+    gemm_rate.main(["--rows", "4", "16", "--repeats", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["rows"] for r in report["rows"]] == [4, 16] and report["shape"] == [896, 4864]
+    assert all(r["float32_gflops"] > 0 and r["int8_dynamic_gflops"] > 0 for r in report["rows"]) and report["cpu"]
