@@ -13,30 +13,19 @@ Example::
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
-from typing import Any, Callable
 
 from benchmarks._common import header, write_json
+from rank1.hardware import timed_gflops
 
 IN_FEATURES, OUT_FEATURES = 896, 4864
 """Qwen2.5-0.5B's hidden size and MLP width."""
 
 
-def rate(forward: Callable[[], Any], flops: float, repeats: int) -> float:
-    """GFLOP/s of ``forward`` (``flops`` a call) over ``repeats`` calls after five warm-up calls."""
-    for _ in range(5):
-        forward()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        forward()
-    return round(flops * repeats / (time.perf_counter() - start) / 1e9, 1)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[128, 1024], help="tokens a product (default 128 1024)")
-    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=2.0, help="time each product at least this long")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -53,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in args.rows:
             x = torch.randn(n, IN_FEATURES)
             flops = 2.0 * n * IN_FEATURES * OUT_FEATURES
-            row = {"rows": n, "float32_gflops": rate(lambda: linear(x), flops, args.repeats),
-                   "int8_dynamic_gflops": rate(lambda: int8(x), flops, args.repeats)}
+            row = {"rows": n, "float32_gflops": round(timed_gflops(lambda: linear(x), flops, args.seconds), 1),
+                   "int8_dynamic_gflops": round(timed_gflops(lambda: int8(x), flops, args.seconds), 1)}
             rows.append(row)
             print(row, flush=True)
     write_json(args.out, {**header(), "threads": torch.get_num_threads(), "shape": [IN_FEATURES, OUT_FEATURES],

@@ -26,10 +26,13 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags that mean bfloat16 matrix arithmetic in hardware."""
+
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU flags that mean int8 dot-product instructions (VNNI) or int8 matrix units (AMX)."""
 
 DTYPE_ENV = "RANK1_CPU_DTYPE"
 PROBE_FILE = Path("~/.cache/rank1/hardware.json")
@@ -76,18 +79,28 @@ def has_bf16_units(flags: Iterable[str]) -> bool:
     return any(f in set(flags) for f in BF16_FLAGS)
 
 
+def has_int8_dot_products(flags: Iterable[str]) -> bool:
+    """Whether ``flags`` include int8 dot products or int8 matrix units (:data:`INT8_DOT_FLAGS`)."""
+    return any(f in set(flags) for f in INT8_DOT_FLAGS)
+
+
+def timed_gflops(call: Callable[[], Any], flops: float, seconds: float = 0.5) -> float:
+    """GFLOP/s of ``call`` (``flops`` a call) after one warm-up call, over at least 3 calls and ``seconds``."""
+    call()  # warm-up: kernels chosen, memory touched
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < seconds:
+        call()
+        runs += 1
+    return flops * runs / (time.perf_counter() - start) / 1e9
+
+
 def gemm_gflops(dtype: str = "float32", size: int = 1024, seconds: float = 0.5) -> float:
     """GFLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` on this CPU, measured for about ``seconds``."""
     import torch
 
     a = torch.randn(size, size).to(getattr(torch, dtype))
     b = torch.randn(size, size).to(getattr(torch, dtype))
-    a @ b  # warm-up: kernels chosen, memory touched
-    runs, start = 0, time.perf_counter()
-    while runs < 3 or time.perf_counter() - start < seconds:
-        a @ b
-        runs += 1
-    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+    return timed_gflops(lambda: a @ b, 2 * size**3, seconds)
 
 
 def _probe(cache: Path) -> CpuChoice:

@@ -290,7 +290,7 @@ def test_gemm_rate_script(tmp_path: Path) -> None:
     from benchmarks import gemm_rate
 
     out = tmp_path / "gemm.json"
-    gemm_rate.main(["--rows", "4", "16", "--repeats", "2", "--out", str(out)])
+    gemm_rate.main(["--rows", "4", "16", "--seconds", "0.01", "--out", str(out)])
     report = json.loads(out.read_text())
     assert [r["rows"] for r in report["rows"]] == [4, 16] and report["shape"] == [896, 4864]
     assert all(r["float32_gflops"] > 0 and r["int8_dynamic_gflops"] > 0 for r in report["rows"]) and report["cpu"]

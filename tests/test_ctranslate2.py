@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from rank1.hardware import cpu_flags
+from rank1.hardware import cpu_flags, has_int8_dot_products
 
 INT8_VS_FP32 = 0.08
 """Most |P(true) difference| of int8 weights against float32 on the sample (smollm2-135m, direct mode). The int8
 kernels differ by CPU: measured 0.054 on an AMD EPYC with AVX512-VNNI and no AMX, 0.062 on an AMD EPYC with AVX2
 only (no VNNI), under 0.05 on an Intel Xeon with AMX; the ranking-quality bar is measured on real collections in
 benchmarks/quantized.py."""
-INT8_MEAN_VS_FP32 = 0.02 if {"avx512_vnni", "avx_vnni", "amx_int8"} & (cpu_flags() or set()) else 0.035
+INT8_MEAN_VS_FP32 = 0.02 if has_int8_dot_products(cpu_flags() or ()) else 0.035
 """Most mean |P(true) difference| over the sample: int8 noise, not a shifted scale. Under 0.02 on the CPUs above
 with int8 dot-product units (VNNI, AMX); 0.026 on the AVX2-only one (2026-12-05), whose int8 kernels are coarser."""
 

@@ -243,7 +243,8 @@ def test_an_overlong_passage_does_not_fail_the_batch(reranker, vllm_backend, pai
 
 @slow
 @needs_vllm
-def test_rerank_command_with_the_vllm_backend(tmp_path: Path, cpu_env: None, small_model_options: list[str]) -> None:
+def test_rerank_command_with_the_vllm_backend(tmp_path: Path, cpu_env: None,
+                                              small_model_options: list[str]) -> None:
     """``rank1 rerank --backend vllm`` end to end, on the smallest installed model (engine start-up dominates)."""
     out, traces = tmp_path / "vllm.trec", tmp_path / "traces.jsonl"
     (tmp_path / "run.trec").write_text("q3 Q0 sky-1 1 3.0 bm25\nq3 Q0 sky-4 2 2.0 bm25\nq3 Q0 sky-2 3 1.0 bm25\n")

@@ -4,9 +4,10 @@ OpenVINO with NNCF (``pip install 'rank1[openvino]'``) runs an exported copy of 
 compressed to int8 (asymmetric, per output channel) or int4 (asymmetric, per group of 128 inputs, smaller where a
 layer's width needs it; embeddings and output layer int8), as optimum-intel's ``OVWeightQuantizationConfig``
 does. OpenVINO's CPU plugin quantizes activations to int8 in groups of 32 inside the compressed matrix products
-(``activation_group=0`` keeps them exact: weight-only compression); the rest computes in float32, or in bfloat16 with ``dtype="bfloat16"``. optimum-intel itself is not used (its
-releases want transformers < 5.6; 2.2.0 fails to import on 5.19): the model is traced with OpenVINO's converter
-and compressed by ``nncf.compress_weights``.
+where the CPU has int8 dot products (``activation_group=0`` keeps them exact: weight-only compression); the rest
+computes in float32, or in bfloat16 with ``dtype="bfloat16"``. optimum-intel itself is not used (its releases want
+transformers < 5.6; 2.2.0 fails to import on 5.19): the model is traced with OpenVINO's converter and compressed
+by ``nncf.compress_weights``.
 
 The exported graph is stateful, as optimum-intel makes it: it takes ``input_ids``, a 2D ``attention_mask`` over
 past and new tokens, ``position_ids`` and ``beam_idx`` (which cached rows the new tokens continue), keeps every
