@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import NEVIR_TEST, RESULTS, header, load_trec_dl, top, write_json
+from benchmarks._common import NEVIR_TEST, NEVIR_TRAIN, RESULTS, header, load_trec_dl, top, write_json
 from rank1.metrics import evaluate, paired_accuracy, read_nevir_pairs
 from rank1.models import BASE_MODEL
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
@@ -39,7 +39,7 @@ def settings(budgets: list[int], adaptive_top: int, adaptive_band: float = 0.0) 
 def collections(queries: int, depth: int, nevir_pairs: int,
                 names: tuple[str, ...] = ("dl19", "dl20", "nevir")) -> dict[str, dict[str, Any]]:
     """Each collection's candidates and how its quality is measured (of ``names``; NevIR only with
-    ``nevir_pairs``)."""
+    ``nevir_pairs``: ``nevir`` its test pairs, ``nevir-train`` its 50 train pairs, a dev set)."""
     out: dict[str, dict[str, Any]] = {}
     for name in ("dl19", "dl20"):
         if name not in names:
@@ -48,11 +48,13 @@ def collections(queries: int, depth: int, nevir_pairs: int,
         run = {q: {d: c.run[q][d] for d in top(docs, depth)} for q, docs in c.run.items()}
         out[name] = {"run": run, "corpus": c.corpus, "topics": c.topics, "depth": depth, "qrels": c.qrels,
                      "metric": "nDCG@10", "measure": lambda r, qrels=c.qrels: evaluate(r, qrels, ["nDCG@10"])["nDCG@10"]}
-    if nevir_pairs and "nevir" in names:
-        topics, corpus, pairs = read_nevir_pairs(NEVIR_TEST)
+    for name, path in (("nevir", NEVIR_TEST), ("nevir-train", NEVIR_TRAIN)):
+        if not nevir_pairs or name not in names:
+            continue
+        topics, corpus, pairs = read_nevir_pairs(path)
         pairs = pairs[:nevir_pairs]
         run = {q: {da: 0.0, db: 0.0} for qa, da, qb, db in pairs for q in (qa, qb)}
-        out["nevir"] = {"run": run, "corpus": corpus, "topics": topics, "depth": 2, "pairs": pairs,
+        out[name] = {"run": run, "corpus": corpus, "topics": topics, "depth": 2, "pairs": pairs,
                         "metric": "paired_accuracy",
                         "measure": lambda r, pairs=pairs: paired_accuracy(r, pairs)}
     return out

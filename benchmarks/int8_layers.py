@@ -14,6 +14,10 @@ linear layers with one weight scale per output channel except the layers it name
   attention+down_proj+lm_head
                       every attention projection kept as well: only the MLP gate and up projections are int8
                       (58% of the linear weights of a Qwen2.5-0.5B block).
+  smooth+down_proj+lm_head
+                      down_proj+lm_head after SmoothQuant (alpha 0.5) on the int8 layers' inputs: the body of
+                      ``--quantize int8-smooth`` (:mod:`rank1.backends.smooth`, maxima from the sample collection).
+  smooth+lm_head      SmoothQuant on every linear input, the down projections' included, all int8 but the output.
 
 The pairs are the held-out MS MARCO dev split's first ``--queries`` queries (with a labelled positive) x their
 BM25 top-20 (``benchmarks.student.msmarco_dev``), never a test collection. Per candidate: mean and largest
@@ -39,7 +43,8 @@ from typing import Any
 from benchmarks._common import header, write_json
 from benchmarks.quantized import ISA_ENV
 from benchmarks.student import bootstrap_ci, msmarco_dev, per_query
-from rank1.backends.transformers import int8_linear
+from rank1.backends.int8 import activation_maxima_of, int8_linear
+from rank1.backends.smooth import DEFAULT_ALPHA, smooth_model
 from rank1.reranker import Reranker, RerankerConfig
 
 DOWN_AND_HEAD = ("down_proj", "lm_head")
@@ -52,10 +57,24 @@ CANDIDATES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "down_proj+lm_head": (True, DOWN_AND_HEAD),
     "o_proj+down_proj+lm_head": (True, ("o_proj", *DOWN_AND_HEAD)),
     "attention+down_proj+lm_head": (True, ("q_proj", "k_proj", "v_proj", "o_proj", *DOWN_AND_HEAD)),
+    "smooth+down_proj+lm_head": (True, DOWN_AND_HEAD),
+    "smooth+lm_head": (True, ("lm_head",)),
 }
-"""Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.transformers.int8_linear`. The answers are
+"""Candidate -> (``mixed``, ``keep_float``) of :func:`rank1.backends.int8.int8_linear`; a ``smooth+`` candidate
+first applies SmoothQuant to a copy (the inputs of the layers it keeps in float32 left alone). The answers are
 read from the model's own logits (the backend's float32 answer path belongs to the float32 model it loaded), so
 a candidate that quantizes the output layer reads them from its int8 rows."""
+
+
+def quantized_copy(name: str, exact: Any, maxima: dict[str, Any]) -> Any:
+    """Candidate ``name`` made from the float32 model ``exact`` (left as it is)."""
+    import copy
+
+    mixed, keep = CANDIDATES[name]
+    if name.startswith("smooth+"):
+        skip = ("down",) if "down_proj" in keep else ()
+        exact = smooth_model(copy.deepcopy(exact), maxima, DEFAULT_ALPHA, skip=skip)
+    return int8_linear(exact, mixed=mixed, keep_float=keep)
 
 
 def _rank_correlation(a: list[float], b: list[float]) -> float:
@@ -97,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                                  batch_size=8, **settings)) as r:
         report["model"] = r.meta["model"]
         exact = r.backend.model  # float32; int8_linear quantizes a copy of it
+        maxima = activation_maxima_of(r.model_ref, exact, r.backend.tokenizer)
         reference, rate = judge(r, c)
         exact_units = ndcg_units(reference, c)
         report["float32"] = {"ndcg10": round(sum(exact_units.values()) / len(exact_units), 4),
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         print("float32", report["float32"], flush=True)
         for name in args.candidates.split(","):
             mixed, keep = CANDIDATES[name]
-            r.backend.model = int8_linear(exact, mixed=mixed, keep_float=keep)
+            r.backend.model = quantized_copy(name, exact, maxima)
             scores, rate = judge(r, c)
             r.backend.model = exact
             keys = sorted(reference)

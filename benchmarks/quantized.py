@@ -9,6 +9,9 @@ Not a test. Each variant is a backend with its options:
   torch-int8-mixed
                transformers, ``quantize=int8-mixed``: the same with per-channel weights, the MLP down projections
                and the output layer in float32 (``--quantize int8-mixed``).
+  torch-int8-smooth
+               transformers, ``quantize=int8-smooth``: ``int8-mixed`` after SmoothQuant (the int8 layers' inputs
+               flattened channel by channel, calibrated on the sample collection; ``--quantize int8-smooth``).
   ct2-int8     ctranslate2, ``compute_type=int8``: int8 weights per output channel (``--backend ctranslate2``).
   ov-int8      openvino, ``weight_format=int8``: NNCF int8 weights per output channel, activations quantized on the
                fly in groups of 32 (OpenVINO's CPU default; ``--backend openvino``).
@@ -76,6 +79,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bfloat16": ("transformers", {"dtype": "bfloat16"}),
     "torch-int8": ("transformers", {"quantize": "int8"}),
     "torch-int8-mixed": ("transformers", {"quantize": "int8-mixed"}),
+    "torch-int8-smooth": ("transformers", {"quantize": "int8-smooth"}),
     "ct2-int8": ("ctranslate2", {"compute_type": "int8"}),
     "ov-int8": ("openvino", {"weight_format": "int8"}),
     "ov-int4": ("openvino", {"weight_format": "int4"}),
@@ -169,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                          "default model until 2026-12-02)")
     ap.add_argument("--contrast", type=float, default=0.0, help="quality: counter-query contrast W (rank1 rerank "
                     "--contrast; 0: the plain direct score)")
-    ap.add_argument("--collections", default="dl19,dl20,nevir", help="quality: which of dl19, dl20, nevir")
+    ap.add_argument("--collections", default="dl19,dl20,nevir", help="quality: which of dl19, dl20, nevir "
+                    "(test pairs), nevir-train (the 50 train pairs, a dev set)")
     ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--nevir-pairs", type=int, default=300)
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    data = collections(args.queries, args.depth, args.nevir_pairs)
+    data = collections(args.queries, args.depth, args.nevir_pairs, names=("dl19", *args.collections.split(",")))
     quality_data = {name: c for name, c in data.items() if name in args.collections.split(",")}
     report: dict[str, Any] = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"variants": {}}
     choice = cpu_dtype_choice()

@@ -123,8 +123,8 @@ def rerank(
                               "float32; GPU: bfloat16), float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="transformers backend: 4bit or 8bit "
-                                           "(bitsandbytes), int8 or int8-mixed (torch dynamic int8, CPU); the "
-                                           "ctranslate2 backend is int8 already; openvino and llamacpp: int8 "
+                                           "(bitsandbytes), int8, int8-mixed or int8-smooth (torch dynamic int8, CPU); "
+                                           "the ctranslate2 backend is int8 already; openvino and llamacpp: int8 "
                                            "(default) or int4."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
                                                 "(default: the model's); longer prompts are cut and counted."),

@@ -75,7 +75,8 @@ def test_option_defaults_come_from_the_options_dataclass() -> None:
 
 def test_options_are_checked_in_one_place() -> None:
     assert check_options("transformers", {"quantize": "8bit"}) == TransformersOptions(quantize="8bit")
-    with pytest.raises(ValueError, match="quantize must be 4bit, 8bit, int8 or int8-mixed, not .3bit."):
+    with pytest.raises(ValueError,
+                       match="quantize must be 4bit, 8bit, int8, int8-mixed or int8-smooth, not .3bit."):
         check_options("transformers", {"quantize": "3bit"})
     with pytest.raises(ValueError, match="unknown backend options: quantize"):
         check_options("vllm", {"quantize": "4bit"})
@@ -91,7 +92,7 @@ def test_load_model_reports_bad_options_as_model_errors(tmp_path: Path) -> None:
     from rank1.backends.transformers import load_model
     from rank1.models import ModelError, ModelRef
 
-    with pytest.raises(ModelError, match="quantize must be 4bit, 8bit, int8 or int8-mixed"):
+    with pytest.raises(ModelError, match="quantize must be 4bit, 8bit, int8, int8-mixed or int8-smooth"):
         load_model(ModelRef("x", str(tmp_path), "fp", "local"), quantize="3bit")
 
 

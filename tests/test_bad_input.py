@@ -81,7 +81,7 @@ BAD_CASES: list[tuple[str, dict[str, str | bytes], list[str], str]] = [
     ("rerank: unknown template", {"run.trec": RUN}, rerank("--template", "rank2"), "unknown template 'rank2'"),
     ("rerank: bad mode", {"run.trec": RUN}, rerank("--mode", "psychic"), "psychic"),
     ("rerank: 3-bit quantization", {"run.trec": RUN}, rerank("--quantize", "3bit"),
-     "quantize must be 4bit, 8bit, int8 or int8-mixed"),
+     "quantize must be 4bit, 8bit, int8, int8-mixed or int8-smooth"),
     ("rerank: zero batch size", {"run.trec": RUN}, rerank("--batch-size", "0"), "batch_size must be at least 1"),
     ("rerank: zero budget", {"run.trec": RUN}, rerank("--budget", "0"), "budget must be at least 1"),
     ("rerank: zero chunk size", {"run.trec": RUN}, rerank("--chunk-size", "0"), "--chunk-size must be at least 1"),

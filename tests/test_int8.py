@@ -1,4 +1,4 @@
-"""torch's dynamic int8 paths of the transformers backend (``quantize="int8"`` and ``"int8-mixed"``)."""
+"""torch's dynamic int8 paths of the transformers backend (``quantize="int8"``, ``"int8-mixed"``, ``"int8-smooth"``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_int8_mixed_is_a_cpu_float32_option() -> None:
 def test_int8_linear_leaves_the_named_layers_in_float32() -> None:
     import torch
 
-    from rank1.backends.transformers import MIXED_FLOAT, int8_linear
+    from rank1.backends.int8 import MIXED_FLOAT, int8_linear
 
     block = torch.nn.ModuleDict({name: torch.nn.Linear(8, 8) for name in ("q_proj", "o_proj", "down_proj")})
     model = torch.nn.ModuleDict({"layer": block, "lm_head": torch.nn.Linear(8, 4)})
@@ -43,13 +43,13 @@ def test_int8_linear_leaves_the_named_layers_in_float32() -> None:
 
 @pytest.fixture(scope="module")
 def engines(smollm2_ref: Any) -> dict[str, Any]:
-    """smollm2-135m in float32 and through both int8 paths."""
+    """smollm2-135m in float32 and through the int8 paths."""
     from pathlib import Path
 
     from rank1.reranker import Reranker
 
     cache = str(Path(smollm2_ref.path).parent)
-    options = {"float32": {"dtype": "float32"}, "int8": {"quantize": "int8"}, "int8-mixed": {"quantize": "int8-mixed"}}
+    options = {"float32": {"dtype": "float32"}, **{q: {"quantize": q} for q in ("int8", "int8-mixed", "int8-smooth")}}
     return {name: Reranker(model=smollm2_ref.name, cache_dir=cache, mode="direct", backend_options=o)
             for name, o in options.items()}
 
@@ -76,7 +76,7 @@ def test_int8_mixed_answers_equal_a_float32_output_layer(engines: dict[str, Any]
                                                          sample_pairs: list[tuple[str, str]]) -> None:
     """The int8 output layer only drives generation: direct scores are those of the same int8 body with the
     output layer left in float32."""
-    from rank1.backends.transformers import int8_linear
+    from rank1.backends.int8 import int8_linear
 
     exact = engines["float32"]
     float_model = exact.backend.model
@@ -94,3 +94,25 @@ def test_int8_mixed_scores_close_to_float32(engines: dict[str, Any], sample_pair
     exact, mixed = ([j.score for j in engines[name].score(sample_pairs)] for name in ("float32", "int8-mixed"))
     assert sum(abs(a - b) for a, b in zip(exact, mixed)) / len(exact) < MIXED_TOLERANCE
     assert exact != mixed  # quantized for real
+
+
+@pytest.mark.slow
+def test_int8_smooth_calibrates_once_and_stays_close_to_float32(engines: dict[str, Any], smollm2_ref: Any,
+                                                                sample_pairs: list[tuple[str, str]]) -> None:
+    """SmoothQuant's maxima are measured on first use and cached beside the model; the smoothed int8 model
+    judges near float32, not like int8-mixed, under its own store key."""
+    from pathlib import Path
+
+    from rank1.backends.int8 import MAXIMA_FILE, SMOOTH_REVISION, activation_maxima_of
+    from rank1.models import read_manifest
+
+    smooth = engines["int8-smooth"]
+    exact, scores = ([j.score for j in engines[name].score(sample_pairs)] for name in ("float32", "int8-smooth"))
+    cached = Path(smollm2_ref.path).parent / f"{smollm2_ref.name}.sq{SMOOTH_REVISION}-maxima"
+    assert read_manifest(cached, smollm2_ref.fingerprint, MAXIMA_FILE) is not None
+    assert sum(abs(a - b) for a, b in zip(exact, scores)) / len(exact) < MIXED_TOLERANCE
+    assert scores != [j.score for j in engines["int8-mixed"].score(sample_pairs)]
+    assert "quantize=int8-smooth" in smooth.store_settings.engine
+    stamp = (cached / MAXIMA_FILE).stat().st_mtime_ns
+    maxima = activation_maxima_of(smollm2_ref, None, None)  # cached: no model needed
+    assert (cached / MAXIMA_FILE).stat().st_mtime_ns == stamp and len(maxima) > 0

@@ -30,7 +30,7 @@ def final_norm(model: Any) -> Any | None:
 def _float_rows(head: Any) -> tuple[Any, Any]:
     """``(weight, bias)`` to read the answers from in float32, or ``(None, None)`` where the model's own logits
     are as good: the float32 weight an int8 output layer kept
-    (:func:`~rank1.backends.transformers.int8_linear`), or a plain linear layer's weight in a lower precision."""
+    (:func:`~rank1.backends.int8.int8_linear`), or a plain linear layer's weight in a lower precision."""
     import torch
 
     if isinstance(getattr(head, "float_weight", None), torch.Tensor):

@@ -20,21 +20,18 @@ from typing import Any, Callable, ClassVar, Sequence
 from rank1.backends.base import (BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence, decoded_tail,
                                  length_buckets)
 from rank1.backends.head import Float32Answers
+from rank1.backends.int8 import int8_linear, int8_smooth
 from rank1.backends.options import BackendOptions
 from rank1.backends.prefix import plan_shared
 from rank1.loading import ModelError, read_pretrained, torch_dtype_named
 from rank1.models import ModelRef, resolve_model
 from rank1.scoring import Judgement, p_true
 
-QUANTIZE = (None, "4bit", "8bit", "int8", "int8-mixed")
+QUANTIZE = (None, "4bit", "8bit", "int8", "int8-mixed", "int8-smooth")
 """The values of the ``quantize`` option."""
 
-TORCH_INT8 = ("int8", "int8-mixed")
+TORCH_INT8 = ("int8", "int8-mixed", "int8-smooth")
 """The ``quantize`` values run by torch's dynamic int8 linear layers (CPU, float32 activations)."""
-MIXED_FLOAT = ("down_proj",)
-"""The linear layers ``quantize="int8-mixed"`` keeps in float32 (name suffixes), chosen on the MS MARCO dev split
-(``benchmarks/int8_layers.py``). Its output layer is int8 too, but the answers are read from its float32 rows
-(:class:`~rank1.backends.head.Float32Answers`)."""
 
 MIN_SHARED = 16
 """Direct mode shares a prompt head among candidates when it is at least this many tokens long."""
@@ -52,7 +49,9 @@ class TransformersOptions(BackendOptions):
             dynamic int8 linear layers (CPU only, float32 activations, one weight scale per tensor);
             ``"int8-mixed"``: the same with one weight scale per output channel, the MLP down projections
             (whose inputs are too heavy-tailed for one activation scale per batch) kept in float32, and the
-            answers read from the output layer's float32 rows (:func:`int8_linear`).
+            answers read from the output layer's float32 rows (:func:`rank1.backends.int8.int8_linear`);
+            ``"int8-smooth"``: ``int8-mixed`` after SmoothQuant (:func:`rank1.backends.int8.int8_smooth`: the
+            int8 layers' inputs flattened channel by channel, the difference moved into their weights).
         share_prefix: Direct mode computes the prompt head that candidates share (instruction and query) once
             and reuses its KV cache for every passage (:mod:`rank1.backends.prefix`); the scores are the
             same within float tolerance, so it is not part of score-store keys.
@@ -67,7 +66,7 @@ class TransformersOptions(BackendOptions):
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be 4bit, 8bit, int8 or int8-mixed, not {self.quantize!r}")
+            raise ValueError(f"quantize must be 4bit, 8bit, int8, int8-mixed or int8-smooth, not {self.quantize!r}")
         if self.quantize in TORCH_INT8 and (self.device != "cpu" or self.dtype not in ("auto", "float32")):
             raise ValueError(f"quantize={self.quantize} is for device cpu with dtype auto or float32")
 
@@ -80,9 +79,11 @@ class TransformersOptions(BackendOptions):
         return "float32" if self.quantize in TORCH_INT8 else super().resolved_dtype()
 
     def float32_answers(self) -> bool:
-        """A bfloat16/float16 model reads its answers in float32, and so does ``int8-mixed``, whose output layer
-        is int8 (``int8`` reads them from its int8 output layer)."""
-        return self.quantize == "int8-mixed" or (self.quantize not in TORCH_INT8 and super().float32_answers())
+        """A bfloat16/float16 model reads its answers in float32, and so do ``int8-mixed`` and ``int8-smooth``,
+        whose output layer is int8 (``int8`` reads them from its int8 output layer)."""
+        if self.quantize in TORCH_INT8:
+            return self.quantize != "int8"
+        return super().float32_answers()
 
 
 def torch_dtype(dtype: str, device: str) -> Any:
@@ -118,7 +119,7 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
         dtype: ``"auto"`` (:meth:`TransformersOptions.resolved_dtype`) or a torch dtype name.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         quantize: ``None``, ``"4bit"`` (nf4, bf16 compute) or ``"8bit"`` via bitsandbytes, ``"int8"`` or
-            ``"int8-mixed"`` (torch dynamic int8 linear layers, CPU; :func:`int8_linear`).
+            ``"int8-mixed"`` or ``"int8-smooth"`` (torch dynamic int8 linear layers, CPU; :mod:`rank1.backends.int8`).
         trust_remote_code: Passed to transformers; off unless asked for.
 
     Raises:
@@ -139,51 +140,12 @@ def load_model(ref: ModelRef | str, dtype: str = "auto", device: str = "cpu", qu
                                        dtype=torch_dtype(options.resolved_dtype(), device), **bitsandbytes)
     if not bitsandbytes:
         model = model.to(device)
-    if quantize in TORCH_INT8:
+    if quantize == "int8-smooth":
+        model = int8_smooth(ref, model, tokenizer)
+    elif quantize in TORCH_INT8:
         model = int8_linear(model, mixed=quantize == "int8-mixed")
     model.eval()
     return model, tokenizer
-
-
-def int8_linear(model: Any, mixed: bool = False, keep_float: tuple[str, ...] = MIXED_FLOAT) -> Any:
-    """``model`` with its linear layers replaced by torch's dynamic int8 ones (CPU; fbgemm's kernels, which run
-    on AVX2): activations quantized on the fly with one scale per batch, weights int8.
-
-    Args:
-        model: A float32 causal LM.
-        mixed: ``False``: every linear layer, one weight scale per tensor (``quantize="int8"``). ``True``
-            (``quantize="int8-mixed"``): one weight scale per output channel, and the layers named in
-            ``keep_float`` left in float32.
-        keep_float: Name suffixes of the linear layers ``mixed`` leaves in float32. The default
-            (:data:`MIXED_FLOAT`): the MLP down projections, whose inputs (the gated MLP activations) are
-            heavy-tailed, so one scale per batch rounds most of them away (the other layers' inputs come out
-            of a norm or attention and quantize well).
-
-    With ``mixed``, an int8 output layer keeps its float32 weight (and bias) as ``float_weight`` (``float_bias``):
-    the answers are read from those rows (:class:`~rank1.backends.head.Float32Answers`), while greedy decoding,
-    which reads every row at every generated token, gets the int8 ones (a quarter of the bytes).
-    """
-    import warnings
-
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec: Any = {torch.nn.Linear}
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    embeddings = model.get_input_embeddings() if head is not None else None
-    tied = embeddings is not None and head.weight is embeddings.weight
-    if mixed:
-        spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                if isinstance(module, torch.nn.Linear) and not name.endswith(keep_float)}
-    with warnings.catch_warnings():  # torch marks its quantized tensors deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        quantized = quantize_dynamic(model, spec, dtype=torch.qint8)
-    new_head = quantized.get_output_embeddings() if head is not None else None
-    if mixed and head is not None and not isinstance(new_head, torch.nn.Linear):
-        # tied: the copy's input embeddings are the same float32 rows (no second copy of them is kept)
-        new_head.float_weight = (quantized.get_input_embeddings().weight if tied else head.weight).detach()
-        new_head.float_bias = head.bias.detach() if head.bias is not None else None
-    return quantized
 
 
 class TransformersBackend(BaseBackend):
