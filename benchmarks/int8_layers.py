@@ -116,13 +116,15 @@ def main(argv: list[str] | None = None) -> None:
                                  batch_size=8, **settings)) as r:
         report["model"] = r.meta["model"]
         exact = r.backend.model  # float32; int8_linear quantizes a copy of it
-        maxima = activation_maxima_of(r.model_ref, exact, r.backend.tokenizer)
+        names = args.candidates.split(",")
+        smoothed = any(name.startswith("smooth+") for name in names)  # calibrate (once per model) only for them
+        maxima = activation_maxima_of(r.model_ref, exact, r.backend.tokenizer) if smoothed else {}
         reference, rate = judge(r, c)
         exact_units = ndcg_units(reference, c)
         report["float32"] = {"ndcg10": round(sum(exact_units.values()) / len(exact_units), 4),
                              "pairs_per_second": round(rate, 3)}
         print("float32", report["float32"], flush=True)
-        for name in args.candidates.split(","):
+        for name in names:
             mixed, keep = CANDIDATES[name]
             r.backend.model = quantized_copy(name, exact, maxima)
             scores, rate = judge(r, c)

@@ -92,9 +92,9 @@ def backend_options(
         dtype: Every backend (ctranslate2 and llamacpp: ``auto`` or ``float32``; openvino also ``bfloat16``).
         device: transformers and ctranslate2 (vLLM runs on its platform's device, openvino and llamacpp on the CPU);
             ``cpu`` is accepted for all.
-        quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8``, ``int8-mixed`` or ``int8-smooth`` (torch,
-            CPU);
-            ctranslate2: ``int8`` (its default, the only value); openvino: ``int8`` (its default) or ``int4``, its ``weight_format``;
+        quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8``, ``int8-mixed`` or ``int8-smooth``
+            (torch, CPU); ctranslate2: ``int8`` (its default, the only value); openvino: ``int8`` (its default) or
+            ``int4``, its ``weight_format``;
             llamacpp: ``int8`` (its default, GGUF ``q8_0``) or ``int4`` (``q4_0``).
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not

@@ -61,7 +61,6 @@ def int8_linear(model: Any, mixed: bool = False, keep_float: tuple[str, ...] = M
     return quantized
 
 
-
 SMOOTH_REVISION = 1
 """Revision of the calibration (prompts, maxima), part of the cached maxima's folder name."""
 MAXIMA_FILE = "activation_maxima.safetensors"

@@ -13,7 +13,8 @@ added at run time:
   column per query head of its group, so the group shares one factor);
 * MLP down projection input (``act(gate(x)) * up(x)``): the up projection's rows.
 
-The maxima ``max|X_j|`` come from calibration prompts (:func:`activation_maxima`), training-side text only.
+The maxima ``max|X_j|`` are recorded over calibration prompts (:func:`activation_maxima`): the sample collection
+the project ships (:func:`calibration_prompts`), never a test collection.
 Written for the Qwen2 / Llama block layout (``self_attn.{q,k,v,o}_proj``, ``mlp.{gate,up,down}_proj``,
 ``input_layernorm``, ``post_attention_layernorm``); other layouts raise ``ValueError``.
 """
@@ -30,7 +31,7 @@ DEFAULT_ALPHA = 0.5
 
 @contextmanager
 def activation_maxima(model: Any) -> Iterator[dict[str, Any]]:
-    """Record, while the block runs, each linear layer's largest absolute input per channel.
+    """Record, while the ``with`` block runs the model, each linear layer's largest absolute input per channel.
 
     Yields:
         A dict, filled as the model runs: linear layer name -> float32 tensor of ``in_features`` maxima.
@@ -58,9 +59,12 @@ def _factors(x_max: Any, weights: list[Any], alpha: float) -> Any:
     """SmoothQuant's per-channel factors for an input with maxima ``x_max`` feeding ``weights``."""
     import torch
 
-    w_max = torch.cat([w.detach().abs().float() for w in weights], dim=0).amax(0)
-    s = x_max.clamp(min=1e-5).pow(alpha) / w_max.clamp(min=1e-5).pow(1 - alpha)
-    return s.clamp(min=1e-5)
+    return _balance(x_max, torch.cat([w.detach().abs().float() for w in weights], dim=0).amax(0), alpha)
+
+
+def _balance(x_max: Any, w_max: Any, alpha: float) -> Any:
+    """``x_max ** alpha / w_max ** (1 - alpha)`` per channel, kept away from zero."""
+    return (x_max.clamp(min=1e-5).pow(alpha) / w_max.clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)
 
 
 def _scale_columns(linears: list[Any], s: Any) -> None:
@@ -132,7 +136,7 @@ def _fold_into_values(attn: Any, x_max: Any, alpha: float) -> None:
     # (kv_heads, group, head_dim) views of the o_proj input channels
     x_grouped = x_max.reshape(kv_heads, group, head_dim).amax(1)
     w_grouped = o.weight.detach().abs().float().reshape(-1, kv_heads, group, head_dim).amax(dim=(0, 2))
-    s = (x_grouped.clamp(min=1e-5).pow(alpha) / w_grouped.clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)
+    s = _balance(x_grouped, w_grouped, alpha)
     _scale_rows(v, s.reshape(-1))
     _scale_columns([o], s[:, None, :].expand(kv_heads, group, head_dim).reshape(-1).contiguous())
 
