@@ -33,10 +33,12 @@ def export_cmd(
     fingerprint: list[str] = typer.Option([], "--fingerprint", help="Only this model fingerprint (a prefix will "
                                           "do; repeatable). Benchmark JSON files record it."),
     mode: list[str] = typer.Option([], "--mode", help="Only this mode: direct or reasoning (repeatable)."),
+    engine: list[str] = typer.Option([], "--engine", help="Only engines whose description holds this text, e.g. "
+                                     "quantize=int8-smooth or vllm (repeatable). Benchmark JSON files record it."),
 ) -> None:
     """Write stored judgements to a file."""
     with _store(cache) as store:
-        n = store.export(out_path, fingerprint, mode)
+        n = store.export(out_path, fingerprint, mode, engine)
         Console(soft_wrap=True, highlight=False).print(f"wrote {out_path}: {n} of {store.count()} judgements")
 
 

@@ -218,7 +218,8 @@ class ScoreStore:
         """How many judgements the store holds."""
         return int(self._conn.execute("SELECT COUNT(*) FROM judgements").fetchone()[0])
 
-    def export(self, path: str | Path, fingerprints: Sequence[str] = (), modes: Sequence[str] = ()) -> int:
+    def export(self, path: str | Path, fingerprints: Sequence[str] = (), modes: Sequence[str] = (),
+               engines: Sequence[str] = ()) -> int:
         """Write stored judgements to a JSONL file (gzip when ``path`` ends in ``.gz``), one row an object with
         every column, in key order; atomically (temp file, then rename). Another machine's store takes them
         with :meth:`import_file`, so an evaluation can resume there.
@@ -227,13 +228,16 @@ class ScoreStore:
             path: The file to write.
             fingerprints: Only rows whose model fingerprint starts with one of these (all when empty).
             modes: Only rows of these modes (all when empty).
+            engines: Only rows whose engine contains one of these (``"quantize=int8-smooth"``, ``"vllm"``; all
+                when empty).
 
         Returns:
             How many rows were written.
         """
         columns = _ROW_COLUMNS
         where = [" OR ".join("model_fingerprint LIKE ?" for _ in fingerprints),
-                 " OR ".join("mode = ?" for _ in modes)]
+                 " OR ".join("mode = ?" for _ in modes),
+                 " OR ".join("instr(engine, ?) > 0" for _ in engines)]
         sql = (f"SELECT {', '.join(columns)} FROM judgements"
                + "".join(f" {'WHERE' if i == 0 else 'AND'} ({w})" for i, w in enumerate(w for w in where if w))
                + f" ORDER BY {', '.join(_KEY_COLUMNS)}")
@@ -242,7 +246,7 @@ class ScoreStore:
         n = 0
         try:
             with _open_text(tmp, "wt", gz=target.suffix == ".gz") as f:
-                for row in self._conn.execute(sql, [*(f"{x}%" for x in fingerprints), *modes]):
+                for row in self._conn.execute(sql, [*(f"{x}%" for x in fingerprints), *modes, *engines]):
                     f.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n")
                     n += 1
             os.replace(tmp, target)

@@ -242,7 +242,7 @@ def test_close_releases_the_backend_once(make_reranker) -> None:
 
 def test_export_and_import_move_judgements_exactly(tmp_path: Path) -> None:
     """What one machine's store exports, another's imports bit for bit; rows it holds already are kept."""
-    other = dataclasses.replace(SETTINGS, mode="reasoning", model_fingerprint="other")
+    other = dataclasses.replace(SETTINGS, mode="reasoning", model_fingerprint="other", engine="vllm dtype=float32")
     first = {SETTINGS.key("q", f"p{i}"): Judgement(i / 3, f"why {i}", i, bool(i % 2), False) for i in range(5)}
     first[other.key("q", "p0")] = Judgement(0.1 ** 7, "ü \"quoted\"\n", 96, True, True)
     with ScoreStore(tmp_path / "a.sqlite") as a:
@@ -250,6 +250,8 @@ def test_export_and_import_move_judgements_exactly(tmp_path: Path) -> None:
         assert a.export(tmp_path / "all.jsonl.gz") == 6
         assert a.export(tmp_path / "fp.jsonl", fingerprints=["f"], modes=["direct"]) == 5
         assert a.export(tmp_path / "none.jsonl", fingerprints=["x"]) == 0
+        assert a.export(tmp_path / "vllm.jsonl", engines=["vllm", "onnx"]) == 1
+        assert a.export(tmp_path / "none.jsonl", engines=["dtype=auto"], modes=["reasoning"]) == 0
     mine = SETTINGS.key("q", "p1")
     with ScoreStore(tmp_path / "b.sqlite") as b:
         b.put_many([(mine, Judgement(0.5))])
