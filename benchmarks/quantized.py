@@ -27,6 +27,9 @@ Not a test. Each variant is a backend with its options:
   bnb-nf4      transformers, ``quantize=4bit``: bitsandbytes' NF4 weights in blocks of 64, bfloat16 compute, on its
                CPU kernels (``--quantize 4bit``).
   bnb-int8     transformers, ``quantize=8bit``: bitsandbytes' LLM.int8() (``--quantize 8bit``).
+  vllm-float32 vllm, float32: the exact path on vLLM's CPU engine (``--backend vllm``), which decodes a batch's
+               sequences together, so it is the fastest exact reasoning path on a CPU; for the speed part (its
+               scores equal float32's to ~1e-6). Set ``VLLM_CPU_KVCACHE_SPACE`` (GiB, e.g. 2).
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -91,6 +94,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lcpp-q4_0": ("llamacpp", {"weight_format": "q4_0"}),
     "bnb-nf4": ("transformers", {"quantize": "4bit"}),
     "bnb-int8": ("transformers", {"quantize": "8bit"}),
+    "vllm-float32": ("vllm", {"dtype": "float32"}),
 }
 
 

@@ -276,7 +276,7 @@ def _cpu_short(cpu: str) -> str:
 def quantized_speed() -> str:
     """The speed rows of benchmarks/quantized.py, per machine (its CPU, and the ISA limit of the run): direct
     pairs/s and reasoning pairs/s and generated tokens/s, and each as a multiple of the fastest exact variant
-    (float32, bfloat16) of the same run."""
+    (float32, bfloat16, vllm-float32: the exact paths) of the same run."""
     report = result("quantized.json")
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     for variant, v in report["variants"].items():
@@ -284,7 +284,7 @@ def quantized_speed() -> str:
             runs.setdefault(label, {})[variant] = row
     rows = []
     for label, by_variant in runs.items():
-        exact = [by_variant[e] for e in ("float32", "bfloat16") if e in by_variant]
+        exact = [by_variant[e] for e in ("float32", "bfloat16", "vllm-float32") if e in by_variant]
         best = max((r["direct_pairs_per_second"] for r in exact), default=None)
         best_reason = max((r["reasoning"]["pairs_per_second"] for r in exact if "reasoning" in r), default=None)
         cpu = _cpu_short(next(iter(by_variant.values())).get("cpu", "?"))
