@@ -273,10 +273,19 @@ def _cpu_short(cpu: str) -> str:
     return f"{cpu.split(',')[0].replace('(R)', '')}, {unit}"
 
 
+QUANTIZING_OPTIONS = ("quantize", "weight_format", "compute_type")
+"""Backend options that make a variant of benchmarks/quantized.py a quantized path."""
+
+
+def is_exact(variant: dict[str, Any]) -> bool:
+    """Whether a variant of quantized.json is an exact path (its recorded options quantize nothing)."""
+    return not any(variant.get("options", {}).get(o) for o in QUANTIZING_OPTIONS)
+
+
 def quantized_speed() -> str:
     """The speed rows of benchmarks/quantized.py, per machine (its CPU, and the ISA limit of the run): direct
     pairs/s and reasoning pairs/s and generated tokens/s, and each as a multiple of the fastest exact variant
-    (float32, bfloat16, vllm-float32: the exact paths) of the same run."""
+    of the same run (the exact paths: :func:`is_exact`)."""
     report = result("quantized.json")
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     for variant, v in report["variants"].items():
@@ -284,7 +293,7 @@ def quantized_speed() -> str:
             runs.setdefault(label, {})[variant] = row
     rows = []
     for label, by_variant in runs.items():
-        exact = [by_variant[e] for e in ("float32", "bfloat16", "vllm-float32") if e in by_variant]
+        exact = [row for variant, row in by_variant.items() if is_exact(report["variants"][variant])]
         best = max((r["direct_pairs_per_second"] for r in exact), default=None)
         best_reason = max((r["reasoning"]["pairs_per_second"] for r in exact if "reasoning" in r), default=None)
         cpu = _cpu_short(next(iter(by_variant.values())).get("cpu", "?"))

@@ -33,6 +33,12 @@ def test_a_stale_block_is_rewritten_once() -> None:
     assert tables.render(tables.render(stale)) == tables.render(stale)
 
 
+def test_the_speed_table_counts_only_unquantized_variants_as_exact() -> None:
+    assert tables.is_exact({"backend": "vllm", "options": {"dtype": "float32"}})
+    assert not tables.is_exact({"backend": "transformers", "options": {"quantize": "int8-smooth"}})
+    assert not tables.is_exact({"backend": "openvino", "options": {"weight_format": "int8", "dtype": "bfloat16"}})
+
+
 def anchors(page: Path) -> set[str]:
     """The heading anchors GitHub gives a markdown page (lower case, punctuation dropped, spaces as dashes)."""
     headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL), re.MULTILINE)
