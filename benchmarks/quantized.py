@@ -30,6 +30,9 @@ Not a test. Each variant is a backend with its options:
   vllm-float32 vllm, float32: the exact path on vLLM's CPU engine (``--backend vllm``), which decodes a batch's
                sequences together, so it is the fastest exact reasoning path on a CPU; for the speed part (its
                scores equal float32's to ~1e-6). Set ``VLLM_CPU_KVCACHE_SPACE`` (GiB, e.g. 2).
+  vllm-int8    vllm, ``weight_format=int8``: rank1's W8A8 copy (SmoothQuant, int8 weights per output channel, int8
+               activations per token, the MLP down projections and the output layer float32) in vLLM's CPU engine
+               (``--backend vllm --quantize int8``; :mod:`rank1.backends.vllm_int8`).
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -95,6 +98,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bnb-nf4": ("transformers", {"quantize": "4bit"}),
     "bnb-int8": ("transformers", {"quantize": "8bit"}),
     "vllm-float32": ("vllm", {"dtype": "float32"}),
+    "vllm-int8": ("vllm", {"dtype": "float32", "weight_format": "int8"}),
 }
 
 

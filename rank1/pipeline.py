@@ -17,9 +17,9 @@ from rank1.io import InputError, atomic_write, read_corpus, read_rankllm, read_r
 from rank1.io.text import iter_lines
 from rank1.records import Document, Query, first_missing
 from rank1.reranker import Reranker, RerankerConfig, RerankResult
+from rank1.sample import SAMPLE_DIR
 from rank1.store import ScoreStore
 
-SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 """The sample collection the project ships (6 queries, 30 passages, qrels)."""
 
 

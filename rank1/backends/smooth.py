@@ -146,7 +146,7 @@ def calibration_prompts() -> list[str]:
     project ships (6 queries x 5 passages, relevant ones and lexical traps; written for the project, CC0)."""
     from rank1.backends.base import JudgeSettings
     from rank1.io import read_corpus, read_qrels, read_topics
-    from rank1.pipeline import SAMPLE_DIR
+    from rank1.sample import SAMPLE_DIR
     from rank1.prompts import get_template
 
     template = get_template("rank1")

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Sequence
 
 from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCallback, answer_sequence
 from rank1.backends.options import BackendOptions
+from rank1.backends.vllm_int8 import WEIGHT_FORMATS, exported
 from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
 from rank1.hardware import cpu_dtype_choice, usable_cores
 from rank1.models import ModelError, ModelRef
@@ -107,7 +108,11 @@ class VLLMOptions(BackendOptions):
             less KV cache.
         gpu_memory_utilization: Share of GPU memory vLLM may take (GPU only).
         tensor_parallel_size: GPUs to split the model over.
-        quantization: ``awq``, ``gptq``, ``fp8`` or ``bitsandbytes`` (vLLM's method names), or ``None``.
+        quantization: ``awq``, ``gptq``, ``fp8`` or ``bitsandbytes`` (vLLM's method names, for checkpoints
+            quantized that way), or ``None``.
+        weight_format: ``"int8"`` (``--quantize int8``): run rank1's W8A8 copy of the model (SmoothQuant, int8
+            weights per output channel and int8 activations per token, the MLP down projections and the output
+            layer float32; :mod:`rank1.backends.vllm_int8`, written once and cached), or ``None``.
         enforce_eager: No CUDA graphs or torch.compile; ``None``: on for CPU (compiling costs minutes there).
         enable_prefix_caching: Reuse the KV cache of shared prompt heads and of each pair's reasoning.
         block_size: Tokens per KV-cache block, the unit the prefix cache reuses. ``None``: vLLM's default
@@ -121,6 +126,7 @@ class VLLMOptions(BackendOptions):
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
     quantization: str | None = None
+    weight_format: str | None = None
     enforce_eager: bool | None = None
     enable_prefix_caching: bool = True
     block_size: int | None = None
@@ -143,6 +149,11 @@ class VLLMOptions(BackendOptions):
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of awq, gptq, fp8, bitsandbytes, not {self.quantization!r}")
+        if self.weight_format not in (None, *WEIGHT_FORMATS):
+            raise ValueError(f"weight_format must be {' or '.join(WEIGHT_FORMATS)}, not {self.weight_format!r}")
+        if self.weight_format is not None and self.quantization is not None:
+            raise ValueError("weight_format (rank1's int8 copy) and quantization (a quantized checkpoint) exclude "
+                             "each other")
         if self.max_model_len is not None and self.max_model_len < 2 * KEEP_TAIL:
             raise ValueError(f"max_model_len must be at least {2 * KEEP_TAIL}, not {self.max_model_len}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0 or self.tensor_parallel_size < 1:
@@ -190,9 +201,10 @@ class VLLMBackend(BaseBackend):
         block_size = CPU_BLOCK_SIZE if o.block_size is None and on_cpu and o.enable_prefix_caching else o.block_size
         # on CPU as the transformers backend: by the hardware (bfloat16 is far slower on AVX2 machines)
         dtype = cpu_dtype_choice().dtype if o.dtype == "auto" and on_cpu else o.dtype
+        path = str(exported(model, o.trust_remote_code)) if o.weight_format == "int8" else model.path
         try:
             self.llm = vllm.LLM(
-                model=model.path, tokenizer=model.path, dtype=dtype, max_model_len=o.max_model_len,
+                model=path, tokenizer=path, dtype=dtype, max_model_len=o.max_model_len,
                 gpu_memory_utilization=o.gpu_memory_utilization, tensor_parallel_size=o.tensor_parallel_size,
                 quantization=o.quantization, enforce_eager=on_cpu if o.enforce_eager is None else o.enforce_eager,
                 enable_prefix_caching=o.enable_prefix_caching, block_size=block_size,
@@ -201,7 +213,7 @@ class VLLMBackend(BaseBackend):
                 # the output layer in float32 under a bf16/fp16 model: continuous answer logits (rank1.backends.head)
                 hf_overrides={"head_dtype": "float32"} if o.float32_answers() else None,
             )
-            tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=o.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelError(f"vLLM cannot load model {model.name!r} from {model.path}: {err}") from err
         super().__init__(tokenizer, model.fingerprint)
