@@ -215,7 +215,7 @@ class VLLMBackend(BaseBackend):
             )
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=o.trust_remote_code)
         except (OSError, ValueError, RuntimeError) as err:
-            raise ModelError(f"vLLM cannot load model {model.name!r} from {model.path}: {err}") from err
+            raise ModelError(f"vLLM cannot load model {model.name!r} from {path}: {err}") from err
         super().__init__(tokenizer, model.fingerprint)
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.answer_in_round = o.answer_in_round and bool(self.end_tokens)
