@@ -30,9 +30,14 @@ Not a test. Each variant is a backend with its options:
   vllm-float32 vllm, float32: the exact path on vLLM's CPU engine (``--backend vllm``), which decodes a batch's
                sequences together, so it is the fastest exact reasoning path on a CPU; for the speed part (its
                scores equal float32's to ~1e-6). Set ``VLLM_CPU_KVCACHE_SPACE`` (GiB, e.g. 2).
+  vllm-bfloat16
+               vllm, bfloat16 with a float32 output layer: the exact path on vLLM where the CPU has bf16 units.
   vllm-int8    vllm, ``weight_format=int8``: rank1's W8A8 copy (SmoothQuant, int8 weights per output channel, int8
                activations per token, the MLP down projections and the output layer float32) in vLLM's CPU engine
                (``--backend vllm --quantize int8``; :mod:`rank1.backends.vllm_int8`).
+  vllm-int8-bf16
+               the same copy with ``dtype=bfloat16``: the layers left unquantized, the activations between the
+               int8 products and the key/value cache in bfloat16, for CPUs with bf16 units.
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -98,7 +103,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "bnb-nf4": ("transformers", {"quantize": "4bit"}),
     "bnb-int8": ("transformers", {"quantize": "8bit"}),
     "vllm-float32": ("vllm", {"dtype": "float32"}),
+    "vllm-bfloat16": ("vllm", {"dtype": "bfloat16"}),
     "vllm-int8": ("vllm", {"dtype": "float32", "weight_format": "int8"}),
+    "vllm-int8-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8"}),
 }
 
 
