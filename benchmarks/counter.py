@@ -71,6 +71,18 @@ def contrast_dev(path: str, name: str = "contrast-dev") -> Collection:
                                  for u, qs in members.items() if all(q in r for q in qs)})
 
 
+def collection(name: str, args: argparse.Namespace) -> Collection:
+    """The collection ``name`` with the sizes of ``args`` (``limit``, ``depth``, ``nevir_pairs``,
+    ``excluir_items``, ``dev_queries``, and the ``contrast_dev`` / ``exclude_dev`` files)."""
+    if name == "nevir-train":
+        return ttc_data.nevir(args.limit, NEVIR_TRAIN, "nevir-train")
+    if name in ("contrast-dev", "exclude-dev", "exclude-hard"):
+        return contrast_dev(args.contrast_dev if name == "contrast-dev" else args.exclude_dev, name)
+    return ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
+                         nevir_pairs=args.nevir_pairs, excluir_items=args.excluir_items,
+                         dev_queries=args.dev_queries)[name]
+
+
 def counter_topics(coll: Collection) -> dict[str, Query]:
     """The flipped queries of ``coll``'s units (those a rule flips), under their own ids."""
     return {q: t._replace(text=c) for q in dict.fromkeys(q for q, _ in coll.pairs)
@@ -156,14 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     with ScoreStore(args.store or default_store_path()) as store:
         for name in names:
             start = time.perf_counter()
-            if name == "nevir-train":
-                coll = ttc_data.nevir(args.limit, NEVIR_TRAIN, "nevir-train")
-            elif name in ("contrast-dev", "exclude-dev", "exclude-hard"):
-                coll = contrast_dev(args.contrast_dev if name == "contrast-dev" else args.exclude_dev, name)
-            else:
-                coll = ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
-                                     nevir_pairs=args.nevir_pairs, excluir_items=args.excluir_items,
-                                     dev_queries=args.dev_queries)[name]
+            coll = collection(name, args)
             flipped = counter_topics(coll)
             plain = judged(reranker, coll, coll.topics, store)
             counters = judged(counter, coll, flipped, store)

@@ -220,6 +220,8 @@ def train_labels(
     rank: int = typer.Option(16, "--lora-rank"),
     lr: float = typer.Option(2e-4, "--lr"),
     max_passage_tokens: int = typer.Option(160, "--max-passage-tokens"),
+    template: str = typer.Option("rank1", "--template", help="Prompt template (duo: groups of `rank1 distill "
+                                 "duo`, for the pairwise judge)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto: bfloat16 where the CPU has AMX/AVX512-BF16 or on CUDA, else float32."),
     save_steps: int = typer.Option(10, "--save-steps", help="Checkpoint every N steps (resume point)."),
     seed: int = typer.Option(0, "--seed"),
@@ -247,7 +249,7 @@ def train_labels(
 
         cfg = DirectTrainConfig(max_steps=max_steps, groups_per_step=groups_per_step, layers=layers, lora_rank=rank,
                                 lora_alpha=2 * rank, learning_rate=lr, max_passage_tokens=max_passage_tokens,
-                                dtype=dtype, save_steps=save_steps, seed=seed,
+                                dtype=dtype, save_steps=save_steps, seed=seed, template=template,
                                 init_adapter=str(init_adapter) if init_adapter else None, grow=grow,
                                 trace_weight=trace_weight, traces_per_step=traces_per_step,
                                 max_trace_tokens=max_trace_tokens)

@@ -1,6 +1,6 @@
 """``rank1 distill`` commands that build training data: label groups (``prepare``), contrast groups
-(``contrast``) and their template traces (``contrast-traces``), and traces from GPT-3.5 rationales
-(``rationales``). Plain functions with typer options, registered on the ``distill`` app by :mod:`distill.cli`
+(``contrast``) and their template traces (``contrast-traces``), traces from GPT-3.5 rationales
+(``rationales``), and groups for the pairwise judge (``duo``). Plain functions with typer options, registered on the ``distill`` app by :mod:`distill.cli`
 (:data:`COMMANDS`); heavy libraries are imported inside them.
 """
 
@@ -132,6 +132,26 @@ def rationales(
     body()
 
 
+def duo(
+    groups: list[Path] = typer.Argument(..., help="Groups JSONL files (`rank1 distill prepare` or `contrast`)."),
+    out_path: Path = typer.Option(..., "--out", help="Duo groups JSONL to write (`train-labels --template duo`)."),
+    negatives: int = typer.Option(1, "--negatives", help="Negatives of each group (from the first: a contrast "
+                                  "group's near-copy or trap) each paired with its positive."),
+) -> None:
+    """Groups for the duo judge: each positive beside a negative as Passage A / B, in both orders (rank1.duo)."""
+
+    @fail_cleanly
+    def body() -> None:
+        from distill.duo import duo_groups
+        from distill.msmarco import read_groups, write_groups
+
+        n = write_groups(out_path, duo_groups((g for f in groups for g in read_groups(f)), negatives))
+        typer.echo(f"{n} duo groups -> {out_path}")
+
+    body()
+
+
 COMMANDS: dict[str, Callable[..., None]] = {
-    "prepare": prepare, "contrast": contrast, "contrast-traces": contrast_traces, "rationales": rationales}
+    "prepare": prepare, "contrast": contrast, "contrast-traces": contrast_traces, "rationales": rationales,
+    "duo": duo}
 """The commands by name, in the order ``rank1 distill --help`` lists them."""

@@ -38,6 +38,13 @@ DEFENDED_BODY = (
     "Query: {query}\n<passage>\n{passage}\n</passage>"
 )
 
+DUO_BODY = (
+    "Determine which of two passages answers the query: 'true' if Passage A is more relevant to the query than"
+    " Passage B, 'false' if Passage B is. Answer only with 'true' or 'false'.\nQuery: {query}\n{passage}"
+)
+"""The pairwise (duo) task: ``{passage}`` holds both passages, ``Passage A: ...\nPassage B: ...``
+(:func:`rank1.duo.duo_text`)."""
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -109,6 +116,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         PromptTemplate("think-chat-answer", 1, THINK_BODY, chat=True, answer_prefix="\nAnswer:"),
         PromptTemplate("defended", 1, DEFENDED_BODY),
         PromptTemplate("defended-chat", 1, DEFENDED_BODY, chat=True, answer_prefix="\nAnswer:"),
+        PromptTemplate("duo", 1, DUO_BODY),
     )
 }
 
