@@ -37,15 +37,18 @@ from rank1.store import ScoreStore, default_store_path
 
 
 def verdict(cols: dict[str, Any], base: str) -> dict[str, Any] | None:
-    """The rule of the module docstring for one base (None without the three dev collections)."""
-    if not all(c in cols for c in ("msmarco-dev", "nevir-train", "contrast-dev")):
+    """The rule of the module docstring for one base: None without NevIR-train and contrast-dev;
+    ``recommended`` None while MS MARCO dev is missing and the paired part passes (it can only fail then)."""
+    if not all(c in cols for c in ("nevir-train", "contrast-dev")):
         return None
-    rows = {c: cols[c]["bases"][base] for c in ("msmarco-dev", "nevir-train", "contrast-dev")}
+    rows = {c: cols[c]["bases"][base] for c in ("msmarco-dev", "nevir-train", "contrast-dev") if c in cols}
     gain = sum(rows[c]["duo"]["quality"] - rows[c]["base"]["quality"] for c in ("nevir-train", "contrast-dev")) / 2
     low = rows["contrast-dev"]["duo_vs_base"]["ci95"][0]
-    drop = rows["msmarco-dev"]["duo"]["quality"] - rows["msmarco-dev"]["base"]["quality"]
-    return {"paired_gain": round(gain, 4), "contrast_dev_ci_low": low, "msmarco_dev_change": round(drop, 4),
-            "recommended": gain >= 0.02 and low > 0 and drop >= -0.01}
+    paired_ok = gain >= 0.02 and low > 0
+    ms = rows.get("msmarco-dev")
+    drop = None if ms is None else round(ms["duo"]["quality"] - ms["base"]["quality"], 4)
+    return {"paired_gain": round(gain, 4), "contrast_dev_ci_low": low, "msmarco_dev_change": drop,
+            "recommended": (paired_ok and drop >= -0.01) if drop is not None else (None if paired_ok else False)}
 
 
 def main(argv: list[str] | None = None) -> None:

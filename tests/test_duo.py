@@ -92,3 +92,19 @@ def test_the_cli_writes_duo_groups_and_rejects_bad_input(tmp_path) -> None:
     assert read_groups(out) == list(duo_groups(read_groups(src), negatives=2))
     bad = CliRunner().invoke(app, ["distill", "duo", str(src), "--out", str(tmp_path / "x.jsonl"), "--negatives", "0"])
     assert bad.exit_code == 2 and "at least 1" in bad.output and not (tmp_path / "x.jsonl").exists()
+
+
+def test_the_benchmark_rule_decides_without_ms_marco_only_when_the_paired_part_fails() -> None:
+    from benchmarks.duo import verdict
+
+    def col(base: float, duo: float, low: float) -> dict:
+        return {"bases": {"0.0": {"base": {"quality": base}, "duo": {"quality": duo},
+                                  "duo_vs_base": {"ci95": [low, 0.1]}}}}
+
+    worse = {"nevir-train": col(0.5, 0.4, -0.2), "contrast-dev": col(0.6, 0.6, -0.05)}
+    assert verdict(worse, "0.0")["recommended"] is False
+    better = {"nevir-train": col(0.4, 0.5, 0.01), "contrast-dev": col(0.6, 0.65, 0.01)}
+    assert verdict(better, "0.0")["recommended"] is None  # MS MARCO dev still to measure
+    assert verdict({**better, "msmarco-dev": col(0.70, 0.695, -0.01)}, "0.0")["recommended"] is True
+    assert verdict({**better, "msmarco-dev": col(0.70, 0.68, -0.03)}, "0.0")["recommended"] is False
+    assert verdict({"nevir-train": worse["nevir-train"]}, "0.0") is None
