@@ -18,6 +18,7 @@ from rich.table import Table
 
 from rank1 import __version__
 from rank1.cli_errors import fail_cleanly
+from rank1.duo import DUO_TEMPLATE  # light
 from rank1.models import DEFAULT_MODEL  # light: no torch
 from rank1.prompts import TEMPLATES  # light
 from rank1.scoring import DEFAULT_BUDGET  # light
@@ -26,7 +27,15 @@ _BACKEND_HELP = ("transformers, vllm, ctranslate2 (int8 weights on the CPU; pip 
                  "openvino (int8/int4 weights on the CPU; pip install 'rank1\\[openvino]') or llamacpp (GGUF "
                  "q8_0/q4_0 weights on the CPU; pip install 'rank1\\[llamacpp]', compiles llama.cpp).")
 """(Rich markup: ``\\[`` keeps the extras' brackets, which it would take for a style.)"""
-_TEMPLATE_HELP = f"Prompt template: {', '.join(TEMPLATES)} (default: rank1)."
+_TEMPLATE_HELP = f"Prompt template: {', '.join(t for t in TEMPLATES if t != DUO_TEMPLATE)} (default: rank1)."
+
+
+def _pointwise(template: Optional[str]) -> Optional[str]:
+    """``template`` unless it is the duo stage's pairwise one, which judges two passages at once (rank1.duo)."""
+    if template == DUO_TEMPLATE:
+        raise ValueError(f"--template {DUO_TEMPLATE} is the pairwise judge of rank1.duo's duo stage (two passages "
+                         "in one prompt), not a template for judging one passage")
+    return template
 
 app = typer.Typer(
     help="rank1: a reasoning reranker. The model thinks, then answers true/false; the score is P(true).",
@@ -172,7 +181,7 @@ def rerank(
                               tensor_parallel_size=tensor_parallel_size, quantization=quantization,
                               enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching,
                               block_size=block_size)
-    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
+    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=_pointwise(template),
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,
                             backend_options=options, adaptive_top=adaptive_top, adaptive_band=adaptive_band,
@@ -330,7 +339,7 @@ def serve(
 
     if cache is not None and no_cache:
         raise ValueError("give --cache PATH or --no-cache, not both")
-    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=template,
+    config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=_pointwise(template),
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             cache_dir=str(cache_dir) if cache_dir else None,
                             backend_options=backend_options(backend, dtype, device, max_model_len=max_model_len))

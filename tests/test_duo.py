@@ -108,3 +108,18 @@ def test_the_benchmark_rule_decides_without_ms_marco_only_when_the_paired_part_f
     assert verdict({**better, "msmarco-dev": col(0.70, 0.695, -0.01)}, "0.0")["recommended"] is True
     assert verdict({**better, "msmarco-dev": col(0.70, 0.68, -0.03)}, "0.0")["recommended"] is False
     assert verdict({"nevir-train": worse["nevir-train"]}, "0.0") is None
+
+
+def test_rerank_rejects_the_duo_template_in_one_line(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from rank1.cli import app
+
+    run, corpus, topics = tmp_path / "r.trec", tmp_path / "c.tsv", tmp_path / "t.tsv"
+    run.write_text("q1 Q0 d1 1 1.0 bm25\n")
+    corpus.write_text("d1\tsome text\n")
+    topics.write_text("q1\ta query\n")
+    out = tmp_path / "out.trec"
+    res = CliRunner().invoke(app, ["rerank", "--run", str(run), "--corpus", str(corpus), "--topics", str(topics),
+                                   "--out", str(out), "--template", "duo"])
+    assert res.exit_code == 2 and "pairwise judge" in res.output and not out.exists()
