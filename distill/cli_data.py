@@ -1,7 +1,7 @@
 """``rank1 distill`` commands that build training data: label groups (``prepare``), contrast groups
 (``contrast``) and their template traces (``contrast-traces``), traces from GPT-3.5 rationales
-(``rationales``), and groups for the pairwise judge (``duo``). Plain functions with typer options, registered on the ``distill`` app by :mod:`distill.cli`
-(:data:`COMMANDS`); heavy libraries are imported inside them.
+(``rationales``), and groups for the pairwise judge (``duo``). Plain functions with typer options, registered
+on the ``distill`` app by :mod:`distill.cli` (:data:`COMMANDS`); heavy libraries are imported inside them.
 """
 
 from __future__ import annotations

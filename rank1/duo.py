@@ -13,6 +13,7 @@ Judgements go through the reranker, so they are stored and resumed like any othe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import permutations
 from typing import TYPE_CHECKING
 
 from rank1.records import Document, Query
@@ -100,13 +101,11 @@ def duo_rerank(judge: Reranker, scores: Mapping[str, Mapping[str, float]], corpu
     ordered: dict[str, tuple[str, str]] = {}
     tops = {q: top_k(docs, k) for q, docs in scores.items() if len(docs) > 1}
     for q, docs in tops.items():
-        for i, a in enumerate(docs):
-            for b in docs:
-                if a != b:
-                    pid = f"{a}\t{b}"
-                    pseudo[pid] = Document(pid, duo_text(corpus[a].full_text, corpus[b].full_text, max_words))
-                    ordered[pid] = (a, b)
-                    run.setdefault(q, {})[pid] = -float(len(run.get(q, ())))  # keeps the pairs' order
+        pairs = {f"{a}\t{b}": (a, b) for a, b in permutations(docs, 2)}
+        run[q] = {pid: -float(n) for n, pid in enumerate(pairs)}  # first-stage scores that keep the pairs' order
+        ordered.update(pairs)
+        pseudo.update({pid: Document(pid, duo_text(corpus[a].full_text, corpus[b].full_text, max_words))
+                       for pid, (a, b) in pairs.items()})
     if not run:
         return {q: dict(d) for q, d in scores.items()}
     result = judge.rerank_run(run, pseudo, topics, depth=k * (k - 1), store=store, progress=progress)
