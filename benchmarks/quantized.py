@@ -38,6 +38,9 @@ Not a test. Each variant is a backend with its options:
   vllm-int8-bf16
                the same copy with ``dtype=bfloat16``: the layers left unquantized, the activations between the
                int8 products and the key/value cache in bfloat16, for CPUs with bf16 units.
+  vllm-int8-full, vllm-int8-full-bf16
+               vllm, ``weight_format=int8-full``: the same copies with the MLP down projections smoothed and in
+               int8 too (``--quantize int8-full``); only the output layer stays float.
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -106,6 +109,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vllm-bfloat16": ("vllm", {"dtype": "bfloat16"}),
     "vllm-int8": ("vllm", {"dtype": "float32", "weight_format": "int8"}),
     "vllm-int8-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8"}),
+    "vllm-int8-full": ("vllm", {"dtype": "float32", "weight_format": "int8-full"}),
+    "vllm-int8-full-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8-full"}),
 }
 
 

@@ -134,7 +134,8 @@ def rerank(
     quantize: Optional[str] = typer.Option(None, "--quantize", help="transformers backend: 4bit or 8bit "
                                            "(bitsandbytes), int8, int8-mixed or int8-smooth (torch dynamic int8, CPU); "
                                            "the ctranslate2 backend is int8 already; openvino and llamacpp: int8 "
-                                           "(default) or int4; vllm: int8 (rank1's W8A8 copy of the model)."),
+                                           "(default) or int4; vllm: int8 or int8-full (rank1's W8A8 copies "
+                                           "of the model; int8-full also rounds the MLP down projections)."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", help="vLLM: context length of the engine "
                                                 "(default: the model's); longer prompts are cut and counted."),
     gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization",

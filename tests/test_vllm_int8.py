@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rank1.backends import backend_options, check_options
-from rank1.backends.vllm_int8 import int8_per_channel, quantization_config, quantized_state, write_copy
+from rank1.backends.vllm_int8 import KEEP_FLOAT, int8_per_channel, quantization_config, quantized_state, write_copy
 
 
 def test_rounding_is_per_output_channel_and_within_half_a_step() -> None:
@@ -48,6 +48,17 @@ def test_the_config_is_w8a8_per_channel_and_per_token_without_the_kept_layers() 
     assert group["weights"]["strategy"] == "channel" and not group["weights"]["dynamic"]
     assert group["input_activations"]["strategy"] == "token" and group["input_activations"]["dynamic"]
     assert cfg["ignore"] == ["lm_head", "re:.*down_proj$"]
+    assert quantization_config(KEEP_FLOAT["int8-full"])["ignore"] == ["lm_head"]
+
+
+def test_the_full_format_rounds_the_down_projections_too() -> None:
+    import torch
+
+    state = {"model.layers.0.mlp.down_proj.weight": torch.randn(4, 8), "lm_head.weight": torch.randn(10, 4)}
+    out = quantized_state(state, KEEP_FLOAT["int8-full"])
+    assert out["model.layers.0.mlp.down_proj.weight"].dtype == torch.int8
+    assert out["model.layers.0.mlp.down_proj.weight_scale"].shape == (4, 1)
+    assert out["lm_head.weight"].dtype == torch.float32
 
 
 def test_the_copy_of_a_tiny_model_is_what_vllm_reads(tmp_path: Path) -> None:
@@ -84,6 +95,11 @@ def test_the_copy_of_a_tiny_model_is_what_vllm_reads(tmp_path: Path) -> None:
     with torch.no_grad():
         got = model(ids).logits
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    full = tmp_path / "full"
+    full.mkdir()
+    with torch.no_grad():
+        write_copy(model, tok, maxima, full, keep_float=KEEP_FLOAT["int8-full"])
+    assert load_file(str(full / "model.safetensors"))["model.layers.1.mlp.down_proj.weight"].dtype == torch.int8
 
 
 def _tiny_tokenizer(tmp_path: Path):
@@ -100,9 +116,10 @@ def test_quantize_int8_picks_the_copy_and_names_it_in_store_keys() -> None:
     from rank1.reranker import Reranker
 
     assert backend_options("vllm", quantize="int8") == {"dtype": "auto", "weight_format": "int8"}
-    with pytest.raises(ValueError, match="--quantize int4: the vllm backend takes int8"):
+    assert backend_options("vllm", quantize="int8-full")["weight_format"] == "int8-full"
+    with pytest.raises(ValueError, match="--quantize int4: the vllm backend takes int8 or int8-full"):
         backend_options("vllm", quantize="int4")
-    with pytest.raises(ValueError, match="weight_format must be int8"):
+    with pytest.raises(ValueError, match="weight_format must be int8 or int8-full"):
         check_options("vllm", {"weight_format": "int4"})
     with pytest.raises(ValueError, match="exclude each other"):
         check_options("vllm", {"weight_format": "int8", "quantization": "awq"})

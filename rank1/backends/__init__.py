@@ -95,8 +95,8 @@ def backend_options(
         quantize: transformers: ``4bit`` or ``8bit`` (bitsandbytes), ``int8``, ``int8-mixed`` or ``int8-smooth``
             (torch, CPU); ctranslate2: ``int8`` (its default, the only value); openvino: ``int8`` (its default) or
             ``int4``, its ``weight_format``;
-            llamacpp: ``int8`` (its default, GGUF ``q8_0``) or ``int4`` (``q4_0``); vllm: ``int8``, its
-            ``weight_format`` (rank1's W8A8 copy, :mod:`rank1.backends.vllm_int8`).
+            llamacpp: ``int8`` (its default, GGUF ``q8_0``) or ``int4`` (``q4_0``); vllm: ``int8`` or ``int8-full``,
+            its ``weight_format`` (rank1's W8A8 copies, :mod:`rank1.backends.vllm_int8`).
         **vllm: The vLLM-only options (the fields of :class:`~rank1.backends.vllm.VLLMOptions` beyond
             :class:`BackendOptions`: ``max_model_len``, ``gpu_memory_utilization``...); ``None`` means not
             given (the backend's default).
@@ -112,8 +112,9 @@ def backend_options(
         raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in vllm.items() if v is not None}
     if backend == "vllm":
-        if quantize not in (None, "int8"):
-            raise ValueError(f"--quantize {quantize}: the vllm backend takes int8 (rank1's int8 copy of the model); "
+        if quantize not in (None, "int8", "int8-full"):
+            raise ValueError(f"--quantize {quantize}: the vllm backend takes int8 or int8-full (rank1's int8 copies "
+                             "of the model); "
                              "for a checkpoint quantized elsewhere use --quantization awq|gptq|fp8|bitsandbytes")
         if device != "cpu":
             raise ValueError("--device is for the transformers backend; vLLM runs on its platform's device "

@@ -112,7 +112,8 @@ class VLLMOptions(BackendOptions):
             quantized that way), or ``None``.
         weight_format: ``"int8"`` (``--quantize int8``): run rank1's W8A8 copy of the model (SmoothQuant, int8
             weights per output channel and int8 activations per token, the MLP down projections and the output
-            layer float32; :mod:`rank1.backends.vllm_int8`, written once and cached), or ``None``.
+            layer float32; :mod:`rank1.backends.vllm_int8`, written once and cached); ``"int8-full"``
+            (``--quantize int8-full``): the same with the down projections in int8 too; or ``None``.
         enforce_eager: No CUDA graphs or torch.compile; ``None``: on for CPU (compiling costs minutes there).
         enable_prefix_caching: Reuse the KV cache of shared prompt heads and of each pair's reasoning.
         block_size: Tokens per KV-cache block, the unit the prefix cache reuses. ``None``: vLLM's default
@@ -201,7 +202,7 @@ class VLLMBackend(BaseBackend):
         block_size = CPU_BLOCK_SIZE if o.block_size is None and on_cpu and o.enable_prefix_caching else o.block_size
         # on CPU as the transformers backend: by the hardware (bfloat16 is far slower on AVX2 machines)
         dtype = cpu_dtype_choice().dtype if o.dtype == "auto" and on_cpu else o.dtype
-        path = str(exported(model, o.trust_remote_code)) if o.weight_format == "int8" else model.path
+        path = str(exported(model, o.trust_remote_code, o.weight_format)) if o.weight_format else model.path
         try:
             self.llm = vllm.LLM(
                 model=path, tokenizer=path, dtype=dtype, max_model_len=o.max_model_len,

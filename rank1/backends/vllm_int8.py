@@ -8,10 +8,12 @@ int8 GEMM; sgl-kernel's on x86 CPUs with AMX). This module writes such a copy of
 * SmoothQuant first (:func:`rank1.backends.smooth.smooth_model`, with the activation maxima measured once per
   model on the sample collection and cached, :func:`rank1.backends.int8.activation_maxima_of`);
 * every linear layer of the blocks rounded to int8 per output channel (round to nearest, symmetric), except
-  the MLP down projections (:data:`rank1.backends.int8.MIXED_FLOAT`, kept in float32 as ``int8-mixed`` keeps
-  them) and the output layer (float32: the answers are read from it).
+  the output layer (float32: the answers are read from it) and, in the ``int8`` format, the MLP down
+  projections (:data:`rank1.backends.int8.MIXED_FLOAT`, kept in float32 as ``int8-mixed`` keeps them); the
+  ``int8-full`` format rounds them too (smoothed through the up projection's rows; their inputs, the gated MLP
+  activations, are quantized per token like every other layer's).
 
-The copy is ``<name>.vq<revision>-int8`` beside the model in its cache (:func:`exported`), made again when the
+The copy is ``<name>.vq<revision>-<format>`` beside the model in its cache (:func:`exported`), made again when the
 model's fingerprint changes and never left half-written (:func:`rank1.models.ensure_cached`).
 """
 
@@ -26,7 +28,9 @@ from rank1.backends.smooth import DEFAULT_ALPHA, smooth_model
 from rank1.loading import ModelError, read_pretrained
 from rank1.models import ModelRef, copies_root, ensure_cached
 
-WEIGHT_FORMATS = ("int8",)
+KEEP_FLOAT: dict[str, tuple[str, ...]] = {"int8": MIXED_FLOAT, "int8-full": ()}
+"""The vLLM backend's ``weight_format`` values and the block layers each keeps in float32."""
+WEIGHT_FORMATS = tuple(KEEP_FLOAT)
 """The values of the vLLM backend's ``weight_format`` option."""
 EXPORT_REVISION = 1
 """Revision of the recipe (smoothing, rounding, layers kept float), part of the cached copy's name."""
@@ -75,19 +79,20 @@ def quantized_state(state: dict[str, Any], keep_float: tuple[str, ...] = MIXED_F
     return out
 
 
-def write_copy(model: Any, tokenizer: Any, maxima: dict[str, Any], out: Path, alpha: float = DEFAULT_ALPHA) -> None:
+def write_copy(model: Any, tokenizer: Any, maxima: dict[str, Any], out: Path, alpha: float = DEFAULT_ALPHA,
+               keep_float: tuple[str, ...] = MIXED_FLOAT) -> None:
     """Write the W8A8 copy of ``model`` (float, Qwen2 / Llama blocks) into the folder ``out``: smoothed with
-    ``maxima`` (the down projections, which stay float32, left alone), rounded (:func:`quantized_state`), with
-    its ``config.json`` (plus :func:`quantization_config`) and tokenizer."""
+    ``maxima`` (the down projections left alone while they stay float32), rounded but the ``keep_float`` layers
+    (:func:`quantized_state`), with its ``config.json`` (plus :func:`quantization_config`) and tokenizer."""
     from safetensors.torch import save_file
 
-    smooth_model(model, maxima, alpha, skip=("down",))
+    smooth_model(model, maxima, alpha, skip=("down",) if "down_proj" in keep_float else ())
     state = model.state_dict()
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)  # the embedding matrix, stored once
-    save_file(quantized_state(state), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(quantized_state(state, keep_float), str(out / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
-    config.update(torch_dtype="float32", quantization_config=quantization_config())
+    config.update(torch_dtype="float32", quantization_config=quantization_config(keep_float))
     config.pop("dtype", None)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     tokenizer.save_pretrained(str(out))
@@ -95,14 +100,19 @@ def write_copy(model: Any, tokenizer: Any, maxima: dict[str, Any], out: Path, al
         model.generation_config.save_pretrained(str(out))
 
 
-def exported(model: ModelRef, trust_remote_code: bool = False) -> Path:
-    """The W8A8 copy of ``model`` for vLLM, written on first use (calibrating first if its activation maxima are
-    not cached) as ``<name>.vq<revision>-int8`` beside the model.
+def exported(model: ModelRef, trust_remote_code: bool = False, weight_format: str = "int8") -> Path:
+    """The W8A8 copy of ``model`` for vLLM in ``weight_format`` (a key of :data:`KEEP_FLOAT`), written on first use
+    (calibrating first if its activation maxima are not cached) as ``<name>.vq<revision>-<weight_format>`` beside
+    the model.
 
     Raises:
         ModelError: The model cannot be read or has no Qwen2 / Llama blocks.
+        ValueError: An unknown ``weight_format``.
     """
     import torch
+
+    if weight_format not in KEEP_FLOAT:
+        raise ValueError(f"weight_format must be {' or '.join(WEIGHT_FORMATS)}, not {weight_format!r}")
 
     def build(tmp: Path) -> None:
         from rank1.quiet import quiet_step
@@ -110,13 +120,13 @@ def exported(model: ModelRef, trust_remote_code: bool = False) -> Path:
         hf_model, tokenizer = read_pretrained(model.path, model.name, trust_remote_code, dtype=torch.float32)
         hf_model.eval()
         maxima = activation_maxima_of(model, hf_model, tokenizer)
-        with quiet_step(f"Writing {model.name} in int8 for vLLM (once)"), torch.no_grad():
-            write_copy(hf_model, tokenizer, maxima, tmp)
+        with quiet_step(f"Writing {model.name} in {weight_format} for vLLM (once)"), torch.no_grad():
+            write_copy(hf_model, tokenizer, maxima, tmp, keep_float=KEEP_FLOAT[weight_format])
 
-    name = f"{model.name.replace('/', '--')}.vq{EXPORT_REVISION}-int8"
+    name = f"{model.name.replace('/', '--')}.vq{EXPORT_REVISION}-{weight_format}"
     try:
-        return ensure_cached(name, copies_root(model), model.fingerprint, f"vllm-int8:{model.name}", build,
-                             dtype="int8")
+        return ensure_cached(name, copies_root(model), model.fingerprint, f"vllm-{weight_format}:{model.name}",
+                             build, dtype="int8")
     except ModelError:
         raise
     except (OSError, ValueError, RuntimeError) as err:
