@@ -129,3 +129,16 @@ def test_quantize_int8_picks_the_copy_and_names_it_in_store_keys() -> None:
     assert "weight_format" not in plain.store_settings.engine  # the exact path's keys are unchanged
     assert int8.store_settings.engine == plain.store_settings.engine.replace(
         "trust_remote_code=False", "trust_remote_code=False weight_format=int8")
+
+
+def test_auto_runs_the_copies_in_float32_on_the_cpu() -> None:
+    """The precision the copies were measured in (with bfloat16 between their products they ranked unmeasured
+    and reasoned slower, docs/cpu-speed.md); the key names it, so a bfloat16 machine reuses float32 judgements."""
+    from rank1.backends.vllm import VLLMOptions
+
+    for fmt in ("int8", "int8-full"):
+        auto = VLLMOptions(weight_format=fmt)
+        assert auto.resolved_dtype() == "float32" and auto.key_items()["dtype"] == "float32"
+        assert "answers" not in auto.key_items() and auto.dtype_summary().startswith(f"float32 (auto: rank1's {fmt}")
+        assert VLLMOptions(weight_format=fmt, dtype="bfloat16").resolved_dtype() == "bfloat16"
+    assert VLLMOptions(dtype="float32").dtype_summary() == "float32"

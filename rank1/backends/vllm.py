@@ -39,7 +39,7 @@ from rank1.backends.base import BaseBackend, JudgeSettings, Prompt, ProgressCall
 from rank1.backends.options import BackendOptions
 from rank1.backends.vllm_int8 import WEIGHT_FORMATS, exported
 from rank1.backends.vllm_round import answered_in_round, reasoning_end, request_args
-from rank1.hardware import cpu_dtype_choice, usable_cores
+from rank1.hardware import usable_cores
 from rank1.models import ModelError, ModelRef
 from rank1.scoring import Judgement, p_true
 
@@ -102,8 +102,8 @@ class VLLMOptions(BackendOptions):
 
     Attributes:
         dtype: ``"auto"`` (on CPU by the hardware like the transformers backend,
-            :func:`rank1.hardware.cpu_dtype_choice`; the checkpoint's dtype on GPU) or ``bfloat16``,
-            ``float16``, ``float32``.
+            :func:`rank1.hardware.cpu_dtype_choice`, and float32 for rank1's int8 copies; the checkpoint's dtype
+            on GPU) or ``bfloat16``, ``float16``, ``float32``.
         max_model_len: Context length of the engine (default: the model's). Smaller starts faster and needs
             less KV cache.
         gpu_memory_utilization: Share of GPU memory vLLM may take (GPU only).
@@ -142,6 +142,22 @@ class VLLMOptions(BackendOptions):
         import torch
 
         return not torch.cuda.is_available()
+
+    def _copy_on_cpu(self) -> bool:
+        """``dtype="auto"`` with rank1's int8 copy on the CPU: it runs in float32 between its int8 products, the
+        precision it is written in and its speed and quality were measured in (docs/cpu-speed.md)."""
+        return self.dtype == "auto" and self.weight_format is not None and self.on_cpu()
+
+    def resolved_dtype(self) -> str:
+        """``dtype`` with ``"auto"`` resolved: float32 for rank1's int8 copies on the CPU, otherwise as for every
+        backend (:meth:`BackendOptions.resolved_dtype`)."""
+        return "float32" if self._copy_on_cpu() else super().resolved_dtype()
+
+    def dtype_summary(self) -> str:
+        """The dtype for run summaries, with the reason where ``"auto"`` chose it."""
+        if self._copy_on_cpu():
+            return f"float32 (auto: rank1's {self.weight_format} copy runs float32 between its int8 products)"
+        return super().dtype_summary()
 
     def float32_answers(self) -> bool:
         """The output layer in float32 (vLLM's ``head_dtype``) unless the model is float32 or quantized."""
@@ -200,8 +216,9 @@ class VLLMBackend(BaseBackend):
         if on_cpu:
             bind_all_cores()
         block_size = CPU_BLOCK_SIZE if o.block_size is None and on_cpu and o.enable_prefix_caching else o.block_size
-        # on CPU as the transformers backend: by the hardware (bfloat16 is far slower on AVX2 machines)
-        dtype = cpu_dtype_choice().dtype if o.dtype == "auto" and on_cpu else o.dtype
+        # on CPU as the transformers backend: by the hardware (bfloat16 is far slower on AVX2 machines), float32
+        # for rank1's int8 copies
+        dtype = o.resolved_dtype() if o.dtype == "auto" and on_cpu else o.dtype
         path = str(exported(model, o.trust_remote_code, o.weight_format)) if o.weight_format else model.path
         try:
             self.llm = vllm.LLM(
