@@ -105,6 +105,7 @@ def backend_options(
         ValueError: An option the backend does not take, named as on the command line.
     """
     from rank1.backends.vllm import VLLMOptions
+    from rank1.backends.vllm_int8 import WEIGHT_FORMATS
 
     vllm_only = set(VLLMOptions.names()) - set(BackendOptions.names())
     unknown = set(vllm) - vllm_only
@@ -112,9 +113,9 @@ def backend_options(
         raise ValueError(f"unknown backend options: {', '.join(sorted(unknown))}")
     given = {k: v for k, v in vllm.items() if v is not None}
     if backend == "vllm":
-        if quantize not in (None, "int8", "int8-full"):
-            raise ValueError(f"--quantize {quantize}: the vllm backend takes int8 or int8-full (rank1's int8 copies "
-                             "of the model); "
+        if quantize not in (None, *WEIGHT_FORMATS):
+            raise ValueError(f"--quantize {quantize}: the vllm backend takes {' or '.join(WEIGHT_FORMATS)} (rank1's "
+                             "int8 copies of the model); "
                              "for a checkpoint quantized elsewhere use --quantization awq|gptq|fp8|bitsandbytes")
         if device != "cpu":
             raise ValueError("--device is for the transformers backend; vLLM runs on its platform's device "
