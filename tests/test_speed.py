@@ -84,6 +84,26 @@ def test_int8_is_for_the_cpu_in_float32() -> None:
     assert TransformersOptions(quantize="int8").dtype_summary().startswith("float32 (auto")
 
 
+def test_auto_under_a_quantized_format_says_why_on_a_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a format fixes what ``auto`` means, the run summary gives that reason, not the CPU's (which said
+    "float32 (auto: CPU has avx512_bf16)" for ``--quantize int8-smooth`` on a bf16 CPU)."""
+    import rank1.backends.options as options
+    from rank1.backends.openvino import OpenVINOOptions
+    from rank1.backends.transformers import TransformersOptions
+    from rank1.backends.vllm import VLLMOptions
+
+    monkeypatch.setattr(options, "cpu_dtype_choice", lambda: CpuChoice("bfloat16", "CPU has avx512_bf16"))
+    assert TransformersOptions().dtype_summary() == "bfloat16 (auto: CPU has avx512_bf16)"
+    assert TransformersOptions(quantize="int8-smooth").dtype_summary() == (
+        "float32 (auto: --quantize int8-smooth runs float32 between its int8 products)")
+    assert VLLMOptions(weight_format="int8").dtype_summary() == (
+        "float32 (auto: rank1's int8 copy runs float32 between its int8 products)")
+    assert OpenVINOOptions().dtype_summary() == "float32 (auto: the openvino engine's default precision)"
+    for opts in (TransformersOptions(quantize="int8-smooth"), VLLMOptions(weight_format="int8"), OpenVINOOptions()):
+        assert opts.resolved_dtype() == "float32"
+    assert TransformersOptions(device="cuda").dtype_summary() == "bfloat16 (auto: GPU)"
+
+
 # -- shared prefixes ----------------------------------------------------------------------------------------
 
 

@@ -40,20 +40,34 @@ class BackendOptions:
         """Whether these options run the model on the CPU."""
         return True
 
+    def fixed_auto(self) -> tuple[str, str] | None:
+        """Where ``dtype="auto"`` does not follow the hardware (a quantized format, an engine's own precision),
+        the dtype it means and why; ``None`` where it does. Backends override this one hook, and
+        :meth:`resolved_dtype` and :meth:`dtype_summary` both read it."""
+        return None
+
+    def auto_choice(self) -> tuple[str, str]:
+        """What ``dtype="auto"`` means with these options, and why: :meth:`fixed_auto` where it says, else on CPU
+        the hardware's choice (:func:`rank1.hardware.cpu_dtype_choice`), on a GPU :attr:`GPU_AUTO`."""
+        fixed = self.fixed_auto()
+        if fixed is not None:
+            return fixed
+        if self.on_cpu():
+            choice = cpu_dtype_choice()
+            return choice.dtype, choice.reason
+        return self.GPU_AUTO, "GPU"
+
     def resolved_dtype(self) -> str:
-        """``dtype`` with ``"auto"`` replaced by what it means here: on CPU by the hardware
-        (:func:`rank1.hardware.cpu_dtype_choice`), on a GPU :attr:`GPU_AUTO`."""
-        if self.dtype != "auto":
-            return self.dtype
-        return cpu_dtype_choice().dtype if self.on_cpu() else self.GPU_AUTO
+        """``dtype`` with ``"auto"`` replaced by what it means here (:meth:`auto_choice`)."""
+        return self.auto_choice()[0] if self.dtype == "auto" else self.dtype
 
     def dtype_summary(self) -> str:
         """The dtype for run summaries, with the reason where ``"auto"`` chose it, e.g.
         ``float32 (auto: CPU has no bfloat16 matrix units ...)``."""
         if self.dtype != "auto":
             return self.dtype
-        reason = cpu_dtype_choice().reason if self.on_cpu() else "GPU"
-        return f"{self.resolved_dtype()} (auto: {reason})"
+        dtype, reason = self.auto_choice()
+        return f"{dtype} (auto: {reason})"
 
     def float32_answers(self) -> bool:
         """Whether the answer logits are computed in float32 though the model runs in a lower precision (the
@@ -117,9 +131,9 @@ class EngineOptions(BackendOptions):
             raise ValueError(f"the {self.ENGINE} backend computes in {' or '.join(self.DTYPES)}; dtype "
                              f"{self.dtype!r} is not available (use {', '.join(('auto', *self.DTYPES))})")
 
-    def resolved_dtype(self) -> str:
-        """The precision of the activations: ``dtype``, the first of :attr:`DTYPES` for ``"auto"``."""
-        return self.DTYPES[0] if self.dtype == "auto" else self.dtype
+    def fixed_auto(self) -> tuple[str, str]:
+        """``"auto"`` means the first of :attr:`DTYPES`, the engine's own precision, on any hardware."""
+        return self.DTYPES[0], f"the {self.ENGINE} engine's default precision"
 
     def float32_answers(self) -> bool:
         """The answer logits are the engine's float32 output already."""

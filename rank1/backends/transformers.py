@@ -74,9 +74,12 @@ class TransformersOptions(BackendOptions):
         """Whether the model runs on the CPU (``device="cpu"``)."""
         return self.device == "cpu"
 
-    def resolved_dtype(self) -> str:
-        """``dtype`` with ``"auto"`` resolved for the device (float32 under int8)."""
-        return "float32" if self.quantize in TORCH_INT8 else super().resolved_dtype()
+    def fixed_auto(self) -> tuple[str, str] | None:
+        """Under torch's int8 (``int8``, ``int8-mixed``, ``int8-smooth``) ``"auto"`` means float32, the precision
+        between the int8 products (:meth:`BackendOptions.fixed_auto`)."""
+        if self.quantize in TORCH_INT8:
+            return "float32", f"--quantize {self.quantize} runs float32 between its int8 products"
+        return None
 
     def float32_answers(self) -> bool:
         """A bfloat16/float16 model reads its answers in float32, and so do ``int8-mixed`` and ``int8-smooth``,

@@ -143,21 +143,12 @@ class VLLMOptions(BackendOptions):
 
         return not torch.cuda.is_available()
 
-    def _copy_on_cpu(self) -> bool:
-        """``dtype="auto"`` with rank1's int8 copy on the CPU: it runs in float32 between its int8 products, the
-        precision it is written in and its speed and quality were measured in (docs/cpu-speed.md)."""
-        return self.dtype == "auto" and self.weight_format is not None and self.on_cpu()
-
-    def resolved_dtype(self) -> str:
-        """``dtype`` with ``"auto"`` resolved: float32 for rank1's int8 copies on the CPU, otherwise as for every
-        backend (:meth:`BackendOptions.resolved_dtype`)."""
-        return "float32" if self._copy_on_cpu() else super().resolved_dtype()
-
-    def dtype_summary(self) -> str:
-        """The dtype for run summaries, with the reason where ``"auto"`` chose it."""
-        if self._copy_on_cpu():
-            return f"float32 (auto: rank1's {self.weight_format} copy runs float32 between its int8 products)"
-        return super().dtype_summary()
+    def fixed_auto(self) -> tuple[str, str] | None:
+        """With rank1's int8 copy on the CPU ``"auto"`` means float32 between its int8 products, the precision it is
+        written in and its speed and quality were measured in (docs/cpu-speed.md; :meth:`BackendOptions.fixed_auto`)."""
+        if self.weight_format is not None and self.on_cpu():
+            return "float32", f"rank1's {self.weight_format} copy runs float32 between its int8 products"
+        return None
 
     def float32_answers(self) -> bool:
         """The output layer in float32 (vLLM's ``head_dtype``) unless the model is float32 or quantized."""
