@@ -41,6 +41,10 @@ Not a test. Each variant is a backend with its options:
   vllm-int8-full, vllm-int8-full-bf16
                vllm, ``weight_format=int8-full``: the same copies with the MLP down projections smoothed and in
                int8 too (``--quantize int8-full``); only the output layer stays float.
+  vllm-bfloat16-t512, vllm-int8-t512, vllm-int8-bf16-t512, vllm-int8-full-t512, vllm-int8-full-bf16-t512
+               the same with ``max_num_batched_tokens=512`` (vLLM's CPU default: 4,096 tokens a step): oneDNN's
+               int8 products lose most of their lead over bfloat16 on thousands of rows
+               (``python -m benchmarks.gemm_rate --vllm``); only speed, the scores are the same.
 
 Parts (``--parts``; each writes its rows into the same JSON, so the slow quality part and the speed part can run
 at different times and speed can be measured with the CPU to itself):
@@ -111,6 +115,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vllm-int8-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8"}),
     "vllm-int8-full": ("vllm", {"dtype": "float32", "weight_format": "int8-full"}),
     "vllm-int8-full-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8-full"}),
+    **{f"{name}-t512": ("vllm", {**options, "max_num_batched_tokens": 512}) for name, options in (
+        ("vllm-bfloat16", {"dtype": "bfloat16"}), ("vllm-int8", {"dtype": "float32", "weight_format": "int8"}),
+        ("vllm-int8-bf16", {"dtype": "bfloat16", "weight_format": "int8"}),
+        ("vllm-int8-full", {"dtype": "float32", "weight_format": "int8-full"}),
+        ("vllm-int8-full-bf16", {"dtype": "bfloat16", "weight_format": "int8-full"}))},
 }
 
 

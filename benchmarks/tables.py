@@ -250,8 +250,8 @@ def quantized(file: str = "quantized.json", measured_only: bool = False) -> str:
     rows = []
     for variant, v in report["variants"].items():
         quality = v.get("quality", {})
-        if measured_only and not quality:
-            continue
+        if not quality and (measured_only or v.get("options", {}).get("max_num_batched_tokens")):
+            continue  # a step size is only speed: such variants are timed, their quality is their base's
         cells = []
         for name in (*DL, "nevir"):
             q = quality.get(name)

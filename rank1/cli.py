@@ -148,6 +148,9 @@ def rerank(
                                                   help="vLLM: reuse the KV cache of shared prompt heads (default on)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="vLLM: KV-cache block size, the unit of "
                                              "prefix reuse (default: 32 on CPU, vLLM's on GPU)."),
+    max_num_batched_tokens: Optional[int] = typer.Option(
+        None, "--max-num-batched-tokens", help="vLLM: tokens computed a step, only speed (default: 512 for "
+        "--quantize int8/int8-full on CPU, else vLLM's: 4,096 on CPU)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
     corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
     topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),
@@ -181,7 +184,7 @@ def rerank(
                               gpu_memory_utilization=gpu_memory_utilization,
                               tensor_parallel_size=tensor_parallel_size, quantization=quantization,
                               enforce_eager=enforce_eager, enable_prefix_caching=prefix_caching,
-                              block_size=block_size)
+                              block_size=block_size, max_num_batched_tokens=max_num_batched_tokens)
     config = RerankerConfig(model=model, backend=backend, mode=mode, budget=budget, template=_pointwise(template),
                             batch_size=batch_size, max_passage_tokens=max_passage_tokens,
                             fusion_weight=fusion_weight, cache_dir=str(cache_dir) if cache_dir else None,

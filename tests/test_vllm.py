@@ -59,6 +59,20 @@ def test_backend_options_per_backend() -> None:
         backend_options("vllm", quantize="4bit")
 
 
+def test_the_engine_step_is_512_for_the_int8_copies_on_cpu_and_not_in_keys() -> None:
+    from rank1.backends.vllm import INT8_CPU_STEP, VLLMOptions
+
+    assert VLLMOptions(weight_format="int8-full").engine_step() == INT8_CPU_STEP == 512
+    assert VLLMOptions().engine_step() is None and VLLMOptions(max_num_batched_tokens=256).engine_step() == 256
+    assert VLLMOptions(weight_format="int8", max_num_batched_tokens=2048).engine_step() == 2048
+    assert VLLMOptions(max_num_batched_tokens=256).key_items() == VLLMOptions().key_items()
+    with pytest.raises(ValueError, match="at least 16"):
+        VLLMOptions(max_num_batched_tokens=8)
+    assert backend_options("vllm", max_num_batched_tokens=512) == {"dtype": "auto", "max_num_batched_tokens": 512}
+    with pytest.raises(ValueError, match="--max-num-batched-tokens: vLLM options"):
+        backend_options("transformers", max_num_batched_tokens=512)
+
+
 def test_score_cache_key_names_the_backend_and_its_options() -> None:
     from rank1.reranker import Reranker
 
@@ -280,3 +294,25 @@ def test_bfloat16_engine_reads_float32_answers(cpu_env: None, smollm2_ref, pairs
         backend.close()
     assert str(head) == "torch.float32"
     assert len(set(b)) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 0.02, list(zip(a, b))
+
+
+@slow
+@needs_vllm
+def test_prompts_cut_into_small_steps_score_as_whole_ones(cpu_env: None, smollm2_ref, pairs) -> None:
+    """``max_num_batched_tokens`` is only speed (not in store keys): with 64 tokens a step every prompt is computed
+    over several steps, and the scores still equal the transformers backend's float32 ones."""
+    from rank1.backends.vllm import VLLMBackend
+    from rank1.reranker import Reranker
+
+    backend = VLLMBackend(smollm2_ref, max_model_len=512, dtype="float32", max_num_batched_tokens=64)
+    try:
+        config = {"model": smollm2_ref.name, "cache_dir": str(Path(smollm2_ref.path).parent), "mode": "direct"}
+        hf = Reranker(**config, backend_options={"dtype": "float32"})
+        step = backend.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
+        vl = Reranker.from_backend(backend, hf.config, backend="vllm")
+        a, b = [j.score for j in hf.score(pairs)], [j.score for j in vl.score(pairs)]
+        longest = max(len(backend.tokenizer(hf.prompts.build(q, p).text)["input_ids"]) for q, p in pairs)
+    finally:
+        backend.close()
+    assert step == 64 and longest > 64
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-3, list(zip(a, b))

