@@ -108,7 +108,7 @@ def cached_measurement(cache: Path, key: str, measure: Callable[[], dict[str, An
     back while the key matches, so a machine pays for a measurement once. A read-only home measures every time."""
     try:
         stored = json.loads(cache.read_text(encoding="utf-8"))
-        if stored.get("key") == key:
+        if isinstance(stored, dict) and stored.get("key") == key and set(stored) > {"key"}:
             return stored
     except (OSError, ValueError):
         pass

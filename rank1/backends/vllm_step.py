@@ -53,7 +53,7 @@ def int8_product(k: int, n: int, dtype: Any) -> Callable[[Any], Any]:
 
 
 def _measure() -> dict[str, Any]:
-    """Seconds a row of the widest int8 product on :data:`SMALL` and :data:`LARGE` rows, and the step they give."""
+    """The widest int8 product's rate (GFLOP/s) on :data:`SMALL` and :data:`LARGE` rows, and the step it gives."""
     import torch
 
     k, n = WIDEST
