@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Callable
 
 from benchmarks._common import header, write_json
+from rank1.backends.vllm_int8 import KEEP_FLOAT
 from rank1.backends.vllm_step import int8_product
 from rank1.hardware import timed_gflops
 
@@ -35,8 +36,8 @@ IN_FEATURES, OUT_FEATURES = 896, 4864
 LAYERS = 24
 PROJECTIONS = {"qkv": (896, 1152), "o": (896, 896), "gate_up": (896, 9728), "down": (4864, 896)}
 """Qwen2.5-0.5B's projections as vLLM fuses them: name -> (in features, out features)."""
-INT8_LAYERS = {"int8": ("qkv", "o", "gate_up"), "int8-full": ("qkv", "o", "gate_up", "down")}
-"""Which projections each of rank1's int8 copies multiplies in int8 (rank1.backends.vllm_int8.KEEP_FLOAT)."""
+INT8_LAYERS = {fmt: tuple(p for p in PROJECTIONS if f"{p}_proj" not in keep) for fmt, keep in KEEP_FLOAT.items()}
+"""Which projections each of rank1's int8 copies multiplies in int8: all but its ``KEEP_FLOAT`` layers."""
 
 
 def torch_rows(rows: list[int], seconds: float) -> list[dict[str, Any]]:

@@ -115,12 +115,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vllm-int8-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8"}),
     "vllm-int8-full": ("vllm", {"dtype": "float32", "weight_format": "int8-full"}),
     "vllm-int8-full-bf16": ("vllm", {"dtype": "bfloat16", "weight_format": "int8-full"}),
-    **{f"{name}-t512": ("vllm", {**options, "max_num_batched_tokens": 512}) for name, options in (
-        ("vllm-bfloat16", {"dtype": "bfloat16"}), ("vllm-int8", {"dtype": "float32", "weight_format": "int8"}),
-        ("vllm-int8-bf16", {"dtype": "bfloat16", "weight_format": "int8"}),
-        ("vllm-int8-full", {"dtype": "float32", "weight_format": "int8-full"}),
-        ("vllm-int8-full-bf16", {"dtype": "bfloat16", "weight_format": "int8-full"}))},
 }
+VARIANTS.update({f"{name}-t512": (VARIANTS[name][0], {**VARIANTS[name][1], "max_num_batched_tokens": 512})
+                 for name in ("vllm-bfloat16", "vllm-int8", "vllm-int8-bf16", "vllm-int8-full", "vllm-int8-full-bf16")})
 
 
 def reranker(variant: str, **settings: Any) -> Reranker:

@@ -250,8 +250,8 @@ def quantized(file: str = "quantized.json", measured_only: bool = False) -> str:
     rows = []
     for variant, v in report["variants"].items():
         quality = v.get("quality", {})
-        if not quality and (measured_only or v.get("options", {}).get("max_num_batched_tokens")):
-            continue  # a step size is only speed: such variants are timed, their quality is their base's
+        if not quality and (measured_only or speed_only(v)):
+            continue
         cells = []
         for name in (*DL, "nevir"):
             q = quality.get(name)
@@ -275,6 +275,14 @@ def _cpu_short(cpu: str) -> str:
 
 QUANTIZING_OPTIONS = ("quantize", "weight_format", "compute_type")
 """Backend options that make a variant of benchmarks/quantized.py a quantized path."""
+
+
+def speed_only(variant: dict[str, Any]) -> bool:
+    """Whether a variant of quantized.json sets an option that changes only speed (the vllm backend's ``NEUTRAL``
+    options, left out of score-store keys): it is timed, and its quality is that of the variant without it."""
+    from rank1.backends.vllm import VLLMOptions
+
+    return any(variant.get("options", {}).get(o) is not None for o in VLLMOptions.NEUTRAL)
 
 
 def is_exact(variant: dict[str, Any]) -> bool:
