@@ -51,8 +51,11 @@ at different times and speed can be measured with the CPU to itself):
 
 * ``quality``: the default model in direct mode on DL19/DL20 BM25 top ``--depth`` of every judged query
   (nDCG@10) and the first ``--nevir-pairs`` NevIR test pairs (paired accuracy), with counter-query contrast
-  ``--contrast`` (default 0: the plain direct score); against float32 the paired difference with a 95% bootstrap
-  interval (queries, resp. pairs, resampled). Judgements go through the score store, so the part resumes.
+  ``--contrast`` (default 0: the plain direct score); against ``--reference`` (float32 unless given) the paired
+  difference with a 95% bootstrap interval (queries, resp. pairs, resampled). Judgements go through the score
+  store, so the part resumes. With the dev collections (``--collections msmarco-dev,contrast-dev,exclude-dev,
+  exclude-hard``) each variant also gets the verdict of the gate a quantized default must pass
+  (:mod:`benchmarks.quantized_dev`), under ``gate[reference]``.
 * ``speed``: direct mode on the first ``--speed-pairs`` DL19 pairs and reasoning mode (``--reasoning-model`` at
   budget ``--budget``) on the first ``--reasoning-pairs``; no store; pairs/s and generated tokens/s, under
   ``--speed-label`` (run it again with the libraries limited to AVX2 to time an AVX2-only CPU on this one).
@@ -77,6 +80,7 @@ from typing import Any
 
 from benchmarks._common import header, write_json
 from benchmarks.budget import collections
+from benchmarks.quantized_dev import DEV_COLLECTIONS, dev_collection, gate
 from benchmarks.student import bootstrap_ci, per_query
 from rank1.hardware import cpu_dtype_choice, describe_cpu
 from rank1.reranker import Reranker, RerankerConfig
@@ -136,27 +140,37 @@ def pair_hits(run: dict[str, dict[str, float]], pairs: list[tuple[str, str, str,
 
 
 def quality(variant: str, model: str | None, data: dict[str, dict[str, Any]], store: ScoreStore,
-            report: dict[str, Any], contrast: float = 0.0) -> None:
+            report: dict[str, Any], contrast: float = 0.0, reference: str = "float32") -> None:
     """Judge every collection with ``variant`` in direct mode (with counter-query ``contrast``); record quality and
-    the paired difference to float32 (which must come first, with the same model and contrast)."""
+    the paired difference to ``reference`` (which must come first, with the same model and contrast), and on the
+    dev collections the verdict of :func:`benchmarks.quantized_dev.gate`."""
     entry = report["variants"].setdefault(variant, {})
     with reranker(variant, model=model, mode="direct", batch_size=8, contrast=contrast) as r:
         entry.update(backend=VARIANTS[variant][0], options=VARIANTS[variant][1], engine=r.store_settings.engine,
                      model=r.meta["model"], contrast=contrast, quality_cpu=describe_cpu())
+        exact = report["variants"].get(reference, {})
+        same = variant != reference and exact.get("model") == entry["model"] and exact.get("contrast", 0.0) == contrast
+        if variant != reference and not same:
+            print(f"{variant}: no {reference} rows with {entry['model']} and contrast {contrast} in the report, so no "
+                  f"differences (run --variants {reference},{variant})", flush=True)
         for name, c in data.items():
             result = r.rerank_run(c["run"], c["corpus"], c["topics"], depth=c["depth"], store=store)
             ranked = reweight(result, c["run"], 0.0)
-            units = pair_hits(ranked, c["pairs"]) if "pairs" in c else per_query(ranked, c["qrels"])
-            row: dict[str, Any] = {c["metric"]: c["measure"](ranked), "judgements": sum(map(len, ranked.values()))}
-            exact = report["variants"].get("float32", {})
-            same = exact.get("model") == entry["model"] and exact.get("contrast", 0.0) == contrast
-            reference = exact.get("units", {}).get(name) if same else None
-            if variant != "float32" and reference:
-                row["diff_vs_float32"] = sum(units[u] - reference[u] for u in units) / len(units)
-                row["diff_ci95_vs_float32"] = bootstrap_ci(units, reference)
+            units = (c["values"](ranked) if "values" in c else pair_hits(ranked, c["pairs"]) if "pairs" in c
+                     else per_query(ranked, c["qrels"]))
+            value = c["measure"](ranked) if "measure" in c else round(sum(units.values()) / len(units), 4)
+            row: dict[str, Any] = {c["metric"]: value, "judgements": sum(map(len, ranked.values())),
+                                   "command": report.get("command")}
+            ref_units = exact.get("units", {}).get(name) if same else None
+            if ref_units:
+                row[f"diff_vs_{reference}"] = sum(units[u] - ref_units[u] for u in units) / len(units)
+                row[f"diff_ci95_vs_{reference}"] = bootstrap_ci(units, ref_units)
             entry.setdefault("quality", {})[name] = row
             entry.setdefault("units", {})[name] = units
             print(variant, name, row, flush=True)
+        if same and (verdict := gate(entry["units"], exact["units"])) is not None:
+            entry.setdefault("gate", {})[reference] = verdict
+            print(variant, "gate against", reference, verdict, flush=True)
 
 
 def speed(variant: str, args: argparse.Namespace, data: dict[str, dict[str, Any]], report: dict[str, Any]) -> None:
@@ -200,7 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contrast", type=float, default=0.0, help="quality: counter-query contrast W (rank1 rerank "
                     "--contrast; 0: the plain direct score)")
     ap.add_argument("--collections", default="dl19,dl20,nevir", help="quality: which of dl19, dl20, nevir "
-                    "(test pairs), nevir-train (the 50 train pairs, a dev set)")
+                    "(test pairs), and the dev sets: nevir-train (the 50 train pairs), msmarco-dev, contrast-dev, "
+                    "exclude-dev, exclude-hard (benchmarks.quantized_dev: the gate a default must pass)")
+    ap.add_argument("--reference", default="float32", help="quality: the variant the others are compared with "
+                    "(run first); the gate's: the exact path a candidate would replace (bfloat16 on bf16 CPUs)")
+    ap.add_argument("--dev-queries", type=int, default=40, help="msmarco-dev: how many dev-split queries")
+    ap.add_argument("--contrast-dev", default=None, help="contrast-dev: the paired dev groups (rank1 distill "
+                    "contrast --dev-out)")
+    ap.add_argument("--exclude-dev", default=None, help="exclude-dev, exclude-hard: the dev groups with the "
+                    "exclusion rules")
     ap.add_argument("--queries", type=int, default=0, help="only the first N judged DL queries (0: all)")
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--nevir-pairs", type=int, default=300)
@@ -216,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
 
     data = collections(args.queries, args.depth, args.nevir_pairs, names=("dl19", *args.collections.split(",")))
     quality_data = {name: c for name, c in data.items() if name in args.collections.split(",")}
+    quality_data.update({name: dev_collection(name, args.dev_queries, args.contrast_dev, args.exclude_dev)
+                         for name in args.collections.split(",") if name in DEV_COLLECTIONS})
     report: dict[str, Any] = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"variants": {}}
     choice = cpu_dtype_choice()
     report.update(header(), depth=args.depth, nevir_pairs=args.nevir_pairs, auto_dtype=choice.dtype,
@@ -223,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = args.variants.split(",")
     with ScoreStore(args.store) as store:
         for variant in variants if "quality" in args.parts else []:
-            quality(variant, args.model, quality_data, store, report, args.contrast)
+            quality(variant, args.model, quality_data, store, report, args.contrast, args.reference)
             write_json(args.out, report)
     for variant in variants if "speed" in args.parts else []:
         speed(variant, args, data, report)

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ttc_report
+from benchmarks import quantized_dev, ttc_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -374,6 +374,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "quantized-neg3": lambda: quantized("quantized_neg3.json", measured_only=True),
     "quantized-neg3-contrast": lambda: quantized("quantized_neg3_contrast.json", measured_only=True),
     "quantized-speed": quantized_speed,
+    "quantized-gate": lambda: quantized_dev.table(result("quantized_neg3_dev.json")),
     "ttc": lambda: ttc_report.table(result("ttc.json")),
     "ttc-neg2h": lambda: ttc_report.table(result("ttc_neg2h.json")),
     "ttc-neg3": lambda: ttc_report.table(result("ttc_neg3.json")),

@@ -164,3 +164,21 @@ def sample_pairs() -> list[tuple[str, str]]:
     corpus, topics = read_corpus(sample / "corpus.jsonl"), read_topics(sample / "topics.tsv")
     queries = list(topics.values())
     return [(queries[i % len(queries)].full_text, d.full_text) for i, d in enumerate(corpus.values())]
+
+
+@pytest.fixture
+def dev_groups(tmp_path: Path) -> Path:
+    """A dev groups file (``rank1 distill contrast --dev-out`` format) with one NevIR-style pair (two groups) and
+    one exclusion group, for the dev collections of the benchmarks."""
+    from distill.msmarco import Group, write_groups
+
+    path = tmp_path / "dev_groups.jsonl"
+    write_groups(path, [
+        Group("7-1_q1", "which river is not in Asia", ("a", "b"), ("The Nile is in Africa.", "The Ganges is in Asia."),
+              (1, 0), "nevir-train"),
+        Group("7-1_q2", "which river is in Asia", ("b", "a"), ("The Ganges is in Asia.", "The Nile is in Africa."),
+              (1, 0), "nevir-train"),
+        Group("9-exclude", "where was anthony hopkins born, without mentioning Hannibal?", ("x", "y"),
+              ("Hopkins was born in Port Talbot, Wales.", "Hopkins played Hannibal Lecter; born in Wales."),
+              (1, 0), "exclude")])
+    return path

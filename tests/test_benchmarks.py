@@ -165,6 +165,19 @@ def test_quantized_script(run_script) -> None:
     assert native["direct_pairs_per_second"] > 0 and native["reasoning"]["generated_tokens_per_pair"] <= 4
 
 
+def test_quantized_dev_gate(run_script, dev_groups: Path) -> None:
+    """The dev collections and the gate a quantized default must pass, against the reference variant."""
+    report = run_script("quantized.py", "--parts", "quality", "--variants", "float32,torch-int8", "--contrast", "1.5",
+                        "--collections", "msmarco-dev,contrast-dev,exclude-dev,exclude-hard", "--dev-queries", "1",
+                        "--contrast-dev", str(dev_groups), "--exclude-dev", str(dev_groups))
+    int8 = report["variants"]["torch-int8"]
+    assert int8["quality"]["contrast-dev"]["judgements"] == 4 and int8["quality"]["exclude-hard"]["judgements"] == 6
+    assert set(int8["units"]["msmarco-dev"]) == set(report["variants"]["float32"]["units"]["msmarco-dev"])
+    verdict = int8["gate"]["float32"]
+    assert set(verdict["parts"]) == {"msmarco-dev", "negation", "exclusion"} and isinstance(verdict["passes"], bool)
+    assert verdict["parts"]["exclusion"]["units"] == 3 and "gate" not in report["variants"]["float32"]
+
+
 def test_speed_script(run_script) -> None:
     report = run_script("speed.py", "--pairs", "4", "--depth", "2", "--variants", "reference,transformers",
                         "--reference-pairs", "1")  # rounded up to the first query's 2 pairs
@@ -199,7 +212,7 @@ def test_student_script_dev_collections(run_script, tmp_path: Path) -> None:
     dev = tmp_path / "contrast_dev.jsonl"
     write_groups(dev, [Group("a", "what is not red", ("p", "n"), ("Grass is green.", "Grass is red."), (1, 0),
                              "negate-answer")])
-    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev),
+    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev_groups),
                         "--nevir-train-pairs", "3")
     rows = report["models"]["smollm2-135m"]["collections"]
     assert rows["nevir-train"]["pairs"] == 12 and 0.0 <= rows["nevir-train"]["paired_accuracy"] <= 1.0
