@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
+    unknown = set(args.collections.split(",")) - {"dl19", "dl20", "nevir", "nevir-train", *DEV_COLLECTIONS}
+    if unknown:
+        ap.error(f"unknown collections: {', '.join(sorted(unknown))}")
     data = collections(args.queries, args.depth, args.nevir_pairs, names=("dl19", *args.collections.split(",")))
     quality_data = {name: c for name, c in data.items() if name in args.collections.split(",")}
     quality_data.update({name: dev_collection(name, args.dev_queries, args.contrast_dev, args.exclude_dev)

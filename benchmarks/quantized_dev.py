@@ -62,18 +62,20 @@ def dev_collection(name: str, dev_queries: int, contrast_dev: str | None, exclud
 
 
 def gate(units: dict[str, dict[str, float]], reference: dict[str, dict[str, float]]) -> dict[str, Any] | None:
-    """The gate's verdict for a variant's per-collection ``units`` against the reference's (None while a part's
-    collections are missing from either)."""
+    """The gate's verdict for a variant's per-collection ``units`` against the reference's: each part whose
+    collections both hold, and ``passes`` (None while a part is missing; the whole verdict None without any)."""
     parts: dict[str, Any] = {}
     for part, (names, most) in GATE.items():
         if not all(n in units and n in reference for n in names):
-            return None
+            continue
         a = {f"{n}/{u}": v for n in names for u, v in units[n].items()}
         b = {f"{n}/{u}": reference[n][u] for n in names for u in units[n]}
         diff = sum(a[u] - b[u] for u in a) / len(a)
         parts[part] = {"units": len(a), "diff": round(diff, 4), "ci95": bootstrap_ci(a, b), "most_lost": most,
                        "passes": diff >= -most}
-    return {"parts": parts, "passes": all(p["passes"] for p in parts.values())}
+    if not parts:
+        return None
+    return {"parts": parts, "passes": all(p["passes"] for p in parts.values()) if len(parts) == len(GATE) else None}
 
 
 PART_TITLES = {"msmarco-dev": "MS MARCO dev nDCG@10", "negation": "negation dev paired accuracy",
@@ -95,13 +97,17 @@ def table(report: dict[str, Any]) -> str:
             verdict = v.get("gate", {}).get(reference)
             cells = []
             for part, (names, _) in GATE.items():
+                if not all(n in v["units"] for n in names):
+                    cells.append("not measured")
+                    continue
                 pooled = [x for n in names for x in v["units"][n].values()]
                 cell = f"{sum(pooled) / len(pooled):.4f}"
                 if verdict:
                     p = verdict["parts"][part]
                     cell += f" ({points(p['diff'])} {interval(p['ci95'])}{'' if p['passes'] else ', fails'})"
                 cells.append(cell)
-            verdict_cell = "reference" if verdict is None else "passes" if verdict["passes"] else "fails"
+            verdict_cell = ("reference" if verdict is None else "incomplete" if verdict["passes"] is None
+                            else "passes" if verdict["passes"] else "fails")
             rows.append([f"{name} (`{v['backend']}`)", *cells, verdict_cell])
     units = variants[references[0]]["units"] if references else {}
     counts = {p: sum(len(units.get(n, {})) for n in names) for p, (names, _) in GATE.items()}

@@ -41,7 +41,10 @@ def test_each_part_fails_past_its_bar(name: str, lost: float, passes: bool) -> N
 def test_no_verdict_while_a_collection_is_missing() -> None:
     partial = collections()
     del partial["exclude-dev"]
-    assert gate(partial, collections()) is None and gate(collections(), partial) is None
+    for verdict in (gate(partial, collections()), gate(collections(), partial)):
+        assert verdict is not None and verdict["passes"] is None and set(verdict["parts"]) == {"msmarco-dev",
+                                                                                                "negation"}
+    assert gate({"exclude-dev": units(1.0)}, collections()) is None
 
 
 def test_dev_collections_score_units_from_a_run(dev_groups: Path) -> None:
@@ -68,5 +71,11 @@ def test_table_names_each_part_and_the_verdict() -> None:
     lines = text.splitlines()
     assert len(lines) == 4 and "negation dev paired accuracy (10 units, bar -2)" in lines[0]
     assert lines[2].startswith("| exact (`transformers`) | 1.0000 | 1.0000 | 1.0000 | reference |")
+    partial = {"backend": "transformers", "units": {n: units(1.0) for n in ("msmarco-dev", "contrast-dev")}}
+    partial["gate"] = {"exact": gate(partial["units"], collections())}
+    text = table({"variants": {"exact": {"backend": "transformers", "units": collections()}, "q8": variant,
+                               "f32": partial}})
+    assert text.splitlines()[4] == ("| f32 (`transformers`) | 1.0000 (+0.0 [+0.0, +0.0]) | 1.0000 (+0.0 [+0.0, +0.0]) | "
+                                    "not measured | incomplete |")
     assert lines[3] == ("| q8 (`vllm`) | 1.0000 (+0.0 [+0.0, +0.0]) | 0.5000 (-50.0 [-50.0, -50.0], fails) | "
                         "1.0000 (+0.0 [+0.0, +0.0]) | fails |")
