@@ -17,7 +17,15 @@ Each against the ``--reference`` variant (the exact path the candidate would rep
 CPU has bf16 units ``dtype auto`` gives ``bfloat16``), with the default model and its counter-query contrast,
 point estimates (as the bar is stated) with paired 95% bootstrap intervals beside them. Until 2026-12-07 the
 gate was the 50 NevIR train pairs alone, whose interval (one pair is 2 points) spans about 16 points: it could
-not tell a 2-point loss from none.
+not tell a 2-point loss from none. How fine this one sees: float32 (an exact path) against bfloat16 lost 0.6 point
+on 40 MS MARCO dev queries (past the 0.5 bar) and 0.4 on negation, so at 40 queries the MS MARCO part cannot
+tell two exact paths apart; a later gate should ask for more dev queries.
+
+Example (the dev files: ``distill/checkpoints/m15/README.md``)::
+
+    python -m benchmarks.quantized --parts quality --model rank1-0.5b-neg3 --contrast 1.5 --reference bfloat16 \\
+        --variants bfloat16,vllm-int8-full --collections msmarco-dev,contrast-dev,exclude-dev,exclude-hard \\
+        --contrast-dev dev_cq30_paired.jsonl --exclude-dev dev_cq30_all.jsonl --out quantized_neg3_dev.json
 """
 
 from __future__ import annotations

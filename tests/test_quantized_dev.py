@@ -75,7 +75,7 @@ def test_table_names_each_part_and_the_verdict() -> None:
     partial["gate"] = {"exact": gate(partial["units"], collections())}
     text = table({"variants": {"exact": {"backend": "transformers", "units": collections()}, "q8": variant,
                                "f32": partial}})
-    assert text.splitlines()[4] == ("| f32 (`transformers`) | 1.0000 (+0.0 [+0.0, +0.0]) | 1.0000 (+0.0 [+0.0, +0.0]) | "
-                                    "not measured | incomplete |")
+    assert text.splitlines()[4] == ("| f32 (`transformers`) | 1.0000 (+0.0 [+0.0, +0.0]) | "
+                                    "1.0000 (+0.0 [+0.0, +0.0]) | not measured | incomplete |")
     assert lines[3] == ("| q8 (`vllm`) | 1.0000 (+0.0 [+0.0, +0.0]) | 0.5000 (-50.0 [-50.0, -50.0], fails) | "
                         "1.0000 (+0.0 [+0.0, +0.0]) | fails |")
