@@ -71,13 +71,16 @@ def dev_collection(name: str, dev_queries: int, contrast_dev: str | None, exclud
 
 def gate(units: dict[str, dict[str, float]], reference: dict[str, dict[str, float]]) -> dict[str, Any] | None:
     """The gate's verdict for a variant's per-collection ``units`` against the reference's: each part whose
-    collections both hold, and ``passes`` (None while a part is missing; the whole verdict None without any)."""
+    collections both hold (over the units both hold), and ``passes`` (None while a part is missing; the whole
+    verdict None without any)."""
     parts: dict[str, Any] = {}
     for part, (names, most) in GATE.items():
         if not all(n in units and n in reference for n in names):
             continue
-        a = {f"{n}/{u}": v for n in names for u, v in units[n].items()}
-        b = {f"{n}/{u}": reference[n][u] for n in names for u in units[n]}
+        a = {f"{n}/{u}": v for n in names for u, v in units[n].items() if u in reference[n]}
+        b = {f"{n}/{u}": reference[n][u] for n in names for u in units[n] if u in reference[n]}
+        if not a:
+            continue
         diff = sum(a[u] - b[u] for u in a) / len(a)
         parts[part] = {"units": len(a), "diff": round(diff, 4), "ci95": bootstrap_ci(a, b), "most_lost": most,
                        "passes": diff >= -most}
@@ -110,8 +113,7 @@ def table(report: dict[str, Any]) -> str:
                     continue
                 pooled = [x for n in names for x in v["units"][n].values()]
                 cell = f"{sum(pooled) / len(pooled):.4f}"
-                if verdict:
-                    p = verdict["parts"][part]
+                if verdict and (p := verdict["parts"].get(part)):
                     cell += f" ({points(p['diff'])} {interval(p['ci95'])}{'' if p['passes'] else ', fails'})"
                 cells.append(cell)
             verdict_cell = ("reference" if verdict is None else "incomplete" if verdict["passes"] is None

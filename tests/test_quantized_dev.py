@@ -79,3 +79,11 @@ def test_table_names_each_part_and_the_verdict() -> None:
                                     "1.0000 (+0.0 [+0.0, +0.0]) | not measured | incomplete |")
     assert lines[3] == ("| q8 (`vllm`) | 1.0000 (+0.0 [+0.0, +0.0]) | 0.5000 (-50.0 [-50.0, -50.0], fails) | "
                         "1.0000 (+0.0 [+0.0, +0.0]) | fails |")
+
+
+def test_only_the_units_both_hold_are_compared() -> None:
+    """A variant run with more dev queries than its reference is compared on the reference's queries."""
+    more = collections(**{"msmarco-dev": {**units(1.0), "extra": 0.0}})
+    verdict = gate(more, collections())
+    assert verdict is not None and verdict["parts"]["msmarco-dev"] == {
+        "units": 10, "diff": 0.0, "ci95": [0.0, 0.0], "most_lost": 0.005, "passes": True}
