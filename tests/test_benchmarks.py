@@ -212,7 +212,7 @@ def test_student_script_dev_collections(run_script, tmp_path: Path) -> None:
     dev = tmp_path / "contrast_dev.jsonl"
     write_groups(dev, [Group("a", "what is not red", ("p", "n"), ("Grass is green.", "Grass is red."), (1, 0),
                              "negate-answer")])
-    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev_groups),
+    report = run_script("student.py", "--collections", "nevir-train,contrast-dev", "--contrast-dev", str(dev),
                         "--nevir-train-pairs", "3")
     rows = report["models"]["smollm2-135m"]["collections"]
     assert rows["nevir-train"]["pairs"] == 12 and 0.0 <= rows["nevir-train"]["paired_accuracy"] <= 1.0
