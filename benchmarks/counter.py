@@ -77,7 +77,10 @@ def collection(name: str, args: argparse.Namespace) -> Collection:
     if name == "nevir-train":
         return ttc_data.nevir(args.limit, NEVIR_TRAIN, "nevir-train")
     if name in ("contrast-dev", "exclude-dev", "exclude-hard"):
-        return contrast_dev(args.contrast_dev if name == "contrast-dev" else args.exclude_dev, name)
+        flag = "contrast_dev" if name == "contrast-dev" else "exclude_dev"
+        if not getattr(args, flag):
+            raise SystemExit(f"{name} needs --{flag.replace('_', '-')} FILE")
+        return contrast_dev(getattr(args, flag), name)
     return ttc_data.load([name], args.limit, 20 if name == "msmarco-dev" else args.depth,
                          nevir_pairs=args.nevir_pairs, excluir_items=args.excluir_items,
                          dev_queries=args.dev_queries)[name]
@@ -91,10 +94,7 @@ def counter_topics(coll: Collection) -> dict[str, Query]:
 
 def judged(reranker: Reranker, coll: Collection, topics: dict[str, Query], store: ScoreStore) -> dict[Pair, float]:
     """P(true) of every pair of ``coll`` whose query is in ``topics`` (judged where the store lacks it)."""
-    run: dict[str, dict[str, float]] = {}
-    for q, d in coll.pairs:
-        if q in topics:
-            run.setdefault(q, {})[d] = coll.run[q][d]
+    run = coll.candidates(topics)
     if not run:
         return {}
     result = reranker.rerank_run(run, coll.corpus, topics, depth=max(map(len, run.values())), store=store)

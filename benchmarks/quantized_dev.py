@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks.student import bootstrap_ci
+from benchmarks.ttc_stats import paired
 
 DEV_COLLECTIONS = ("msmarco-dev", "contrast-dev", "exclude-dev", "exclude-hard")
 """Dev collections loaded through :func:`benchmarks.counter.collection` (``nevir-train`` comes with the test
@@ -52,15 +52,10 @@ def dev_collection(name: str, dev_queries: int, contrast_dev: str | None, exclud
     from benchmarks.ttc_stats import quality
     from rank1.scoring import Judgement
 
-    if name in ("contrast-dev", "exclude-dev", "exclude-hard") and not (
-            contrast_dev if name == "contrast-dev" else exclude_dev):
-        raise SystemExit(f"{name} needs {'--contrast-dev' if name == 'contrast-dev' else '--exclude-dev'} FILE")
     coll = collection(name, argparse.Namespace(limit=0, depth=20, nevir_pairs=0, excluir_items=0,
                                                dev_queries=dev_queries, contrast_dev=contrast_dev,
                                                exclude_dev=exclude_dev))
-    run: dict[str, dict[str, float]] = {}
-    for q, d in coll.pairs:
-        run.setdefault(q, {})[d] = coll.run[q][d]
+    run = coll.candidates()
 
     def values(ranked: dict[str, dict[str, float]]) -> dict[str, float]:
         return quality(coll, {(q, d): Judgement(s) for q, docs in ranked.items() for d, s in docs.items()})
@@ -77,13 +72,13 @@ def gate(units: dict[str, dict[str, float]], reference: dict[str, dict[str, floa
     for part, (names, most) in GATE.items():
         if not all(n in units and n in reference for n in names):
             continue
-        a = {f"{n}/{u}": v for n in names for u, v in units[n].items() if u in reference[n]}
-        b = {f"{n}/{u}": reference[n][u] for n in names for u in units[n] if u in reference[n]}
-        if not a:
+        a = {f"{n}/{u}": v for n in names for u, v in units[n].items()}
+        b = {f"{n}/{u}": v for n in names for u, v in reference[n].items()}
+        if (row := paired(a, b)) is None:
             continue
-        diff = sum(a[u] - b[u] for u in a) / len(a)
-        parts[part] = {"units": len(a), "diff": round(diff, 4), "ci95": bootstrap_ci(a, b), "most_lost": most,
-                       "passes": diff >= -most}
+        common = a.keys() & b.keys()
+        diff = sum(a[u] - b[u] for u in common) / len(common)  # unrounded: the bar is read on the exact mean
+        parts[part] = {**row, "most_lost": most, "passes": diff >= -most}
     if not parts:
         return None
     return {"parts": parts, "passes": all(p["passes"] for p in parts.values()) if len(parts) == len(GATE) else None}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Container, Iterable, Mapping, Sequence
 
 from benchmarks._common import NEVIR_TEST, SHARED, load_trec_dl, top
 from benchmarks.student import msmarco_dev, per_query
@@ -62,6 +62,14 @@ class Collection:
     def pairs(self) -> list[Pair]:
         """Every judgement the collection needs, each once, in run order."""
         return list(dict.fromkeys(p for pairs in self.units.values() for p in pairs))
+
+    def candidates(self, qids: Container[str] | None = None) -> Run:
+        """The first-stage run of the pairs it needs (of the queries in ``qids``; all without)."""
+        out: Run = {}
+        for q, d in self.pairs:
+            if qids is None or q in qids:
+                out.setdefault(q, {})[d] = self.run[q][d]
+        return out
 
     def scored(self, scores: Mapping[Pair, float], units: Iterable[str]) -> Run:
         """The run of ``units`` scored with ``scores`` (every pair of those units must have one); a candidate
